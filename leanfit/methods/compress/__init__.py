@@ -1,0 +1,1 @@
+"""Compression axis: pruning, low-rank, quantization, weight sharing."""

@@ -1,0 +1,1 @@
+"""Data axis: sample selection, pruning and reweighting."""

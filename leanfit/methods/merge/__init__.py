@@ -1,0 +1,1 @@
+"""Merging axis: combine fine-tuned models."""

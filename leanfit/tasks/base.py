@@ -1,0 +1,89 @@
+"""The Task: a fresh model, tensor datasets, a forward function and a metric.
+
+Data is held as a dict of equal-length tensors (text is tokenised once, padded to a fixed length), so a batch is
+an index tensor away, selectors can score any subset by index, and every batch of one size has one shape (which
+lets the FLOP meter count each shape once).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+TensorDict = dict[str, torch.Tensor]
+
+
+def default_forward(model: nn.Module, batch: TensorDict) -> torch.Tensor:
+    """Models take the non-label tensors as keyword arguments and return logits (or an object with .logits)."""
+    out = model(**{k: v for k, v in batch.items() if k not in ("labels", "index")})
+    return getattr(out, "logits", out)
+
+
+@dataclass
+class Task:
+    """Everything a run needs besides the recipe.
+
+    - ``build_model(seed)`` returns a fresh model (pretrained weights + freshly initialised head).
+    - ``train`` / ``eval``: dicts of tensors with a ``labels`` key, all of the same length.
+    - ``head``: module-name prefixes of the task head; adapters keep these trainable.
+    - ``target_modules``: default Linear-layer name suffixes adapters attach to (peft semantics).
+    """
+
+    name: str
+    build_model: Callable[[int], nn.Module]
+    train: TensorDict
+    eval: TensorDict
+    num_classes: int
+    head: tuple[str, ...] = ("head",)
+    target_modules: tuple[str, ...] = ()
+    forward: Callable[[nn.Module, TensorDict], torch.Tensor] = default_forward
+    metric: str = "accuracy"
+    description: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split, data in (("train", self.train), ("eval", self.eval)):
+            if "labels" not in data:
+                raise ValueError(f"task {self.name}: {split} data has no 'labels' tensor (keys: {sorted(data)})")
+            n = {len(v) for v in data.values()}
+            if len(n) != 1:
+                raise ValueError(f"task {self.name}: {split} tensors differ in length: { {k: len(v) for k, v in data.items()} }")
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train["labels"])
+
+    @property
+    def n_eval(self) -> int:
+        return len(self.eval["labels"])
+
+    def batch(self, split: str, index: torch.Tensor) -> TensorDict:
+        data = self.train if split == "train" else self.eval
+        out = {k: v[index] for k, v in data.items()}
+        out["index"] = index
+        return out
+
+    def data_hash(self) -> str:
+        """Stable hash of the train/eval tensors, stored in every RunResult."""
+        h = hashlib.sha256()
+        for split in (self.train, self.eval):
+            for k in sorted(split):
+                h.update(k.encode())
+                h.update(split[k].contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def stratified_split(labels: torch.Tensor, eval_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic stratified split into (train_idx, eval_idx)."""
+    g = torch.Generator().manual_seed(seed)
+    tr, ev = [], []
+    for c in labels.unique(sorted=True):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = max(1, round(len(idx) * eval_fraction))
+        ev.append(idx[:k])
+        tr.append(idx[k:])
+    return torch.cat(tr).sort().values, torch.cat(ev).sort().values

@@ -1,0 +1,109 @@
+"""Small from-scratch tasks that train in seconds: sklearn digits with an MLP, mnist1d with a 1-D CNN."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from . import register_task
+from .base import Task, stratified_split
+
+
+class MLP(nn.Module):
+    """64 → hidden → hidden → classes."""
+
+    def __init__(self, d_in: int = 64, hidden: int = 128, n_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, n_classes)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, d_in] -> [B, C]
+        return self.head(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+class CNN1D(nn.Module):
+    """Three strided Conv1d layers + two Linear layers, for length-40 mnist1d signals."""
+
+    def __init__(self, length: int = 40, channels: int = 32, hidden: int = 128, n_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=2)
+        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        out_len = length
+        for _ in range(3):
+            out_len = (out_len + 1) // 2
+        self.fc = nn.Linear(channels * out_len, hidden)
+        self.head = nn.Linear(hidden, n_classes)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L] -> [B, C]
+        h = x.unsqueeze(1)  # [B, 1, L]
+        for conv in (self.conv1, self.conv2, self.conv3):
+            h = self.act(conv(h))
+        return self.head(self.act(self.fc(h.flatten(1))))
+
+
+def _seeded(build):
+    def fresh(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return build()
+
+    return fresh
+
+
+@register_task("digits-mlp", "sklearn digits (1,797 8×8 images, 10 classes) with a 2-layer MLP; seconds")
+def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | None = None) -> Task:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x, dtype=torch.float32) / 16.0  # pixel values 0..16
+    y = torch.tensor(y, dtype=torch.long)
+    tr, ev = stratified_split(y, eval_fraction, seed=0)
+    if n_train is not None:
+        tr = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(1))[:n_train]].sort().values
+    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-3
+    x = (x - mean) / std
+    return Task(
+        name="digits-mlp",
+        build_model=_seeded(lambda: MLP(64, hidden, 10)),
+        train={"x": x[tr], "labels": y[tr]},
+        eval={"x": x[ev], "labels": y[ev]},
+        num_classes=10,
+        head=("head",),
+        target_modules=("fc1", "fc2"),
+        description="sklearn digits, MLP",
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist1d(num_samples: int, seed: int):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    return make_dataset(args)  # procedural; never get_dataset() (that downloads)
+
+
+@register_task("mnist1d-cnn", "mnist1d (procedural 1-D digits, 4,000/1,000, 10 classes) with a 1-D CNN; seconds")
+def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None = None) -> Task:
+    d = _mnist1d(num_samples, 42)
+    xtr = torch.tensor(d["x"], dtype=torch.float32)
+    ytr = torch.tensor(d["y"], dtype=torch.long)
+    if n_train is not None:
+        xtr, ytr = xtr[:n_train], ytr[:n_train]
+    xte = torch.tensor(d["x_test"], dtype=torch.float32)
+    yte = torch.tensor(d["y_test"], dtype=torch.long)
+    length = xtr.shape[1]
+    return Task(
+        name="mnist1d-cnn",
+        build_model=_seeded(lambda: CNN1D(length, channels, 128, 10)),
+        train={"x": xtr, "labels": ytr},
+        eval={"x": xte, "labels": yte},
+        num_classes=10,
+        head=("head",),
+        target_modules=("fc",),
+        description="mnist1d, 1-D CNN",
+    )

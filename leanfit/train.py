@@ -1,0 +1,256 @@
+"""The Trainer: a plain PyTorch loop that reads top to bottom, with eight named hooks (see callbacks.py) and exact
+cost meters. ``run_recipe`` builds task → model → adapter → optimizer → callbacks from a Recipe and returns a
+RunResult; the same seed gives identical metrics.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import registry
+from .callbacks import Callback, TrainState
+from .errors import LeanfitError, NonFiniteLossError
+from .measure import PeakRSS, Stopwatch, count_flops, count_params, optimizer_state_bytes, param_bytes, saved_activation_bytes
+from .recipe import Recipe, Schedule
+from .result import RunResult, environment
+from .tasks import Task, TensorDict, build_task
+
+HOOKS = ("on_fit_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_eval",
+         "on_epoch_end", "on_fit_end")
+
+
+class Trainer:
+    def __init__(self, task: Task, model: nn.Module, optimizer: Any, schedule: Schedule = Schedule(),
+                 callbacks: Sequence[Callback] = (), seed: int = 0):
+        self.task, self.schedule, self.callbacks = task, schedule, list(callbacks)
+        self.state = TrainState(task=task, model=model, optimizer=optimizer, seed=seed, epochs=schedule.epochs,
+                                batch_size=schedule.batch_size, generator=torch.Generator().manual_seed(seed))
+        self.forward_passes = getattr(optimizer, "forward_passes_per_step", 0)  # >0: zeroth-order (no backward)
+        self._flops_per_shape: dict[tuple, float] = {}
+        self.activation_bytes = 0
+
+    # ---- the loop -----------------------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        s, sch = self.state, self.schedule
+        torch.manual_seed(s.seed)  # dropout and any other global-RNG use
+        s.extra["planned_steps"] = sch.max_steps or sch.epochs * math.ceil(self.task.n_train / sch.batch_size)
+        clock = Stopwatch()
+        with PeakRSS() as rss:
+            self._emit("on_fit_start")
+            s.scheduler = self._lr_scheduler()
+            for s.epoch in range(sch.epochs):
+                s.epoch_indices = torch.randperm(self.task.n_train, generator=s.generator)  # selectors may replace
+                self._emit("on_epoch_start")
+                for idx in s.epoch_indices.split(sch.batch_size):
+                    s.batch = self.task.batch("train", idx)  # {inputs..., labels [B], index [B]}
+                    self._emit("before_step")
+                    if s.extra.pop("model_changed", False):  # e.g. structured pruning shrank layers
+                        self._flops_per_shape.clear()
+                    key = tuple((k, tuple(v.shape)) for k, v in s.batch.items())
+                    if key not in self._flops_per_shape:
+                        with clock.paused():
+                            self._flops_per_shape[key] = self._meter_step(s.batch)
+                    self._train_step(s)
+                    s.step += 1
+                    s.samples_seen += len(idx)
+                    s.flops += self._flops_per_shape[key]
+                    self._emit("after_step")
+                    s.wall_time = clock.elapsed
+                    if sch.eval_every and s.step % sch.eval_every == 0:
+                        with clock.paused():
+                            self._eval_and_log(sch.eval_fraction)
+                    if self._budget_spent() or s.should_stop:
+                        break
+                self._emit("on_epoch_end")
+                if s.should_stop:
+                    break
+                if not sch.eval_every and s.epoch < sch.epochs - 1:
+                    with clock.paused():
+                        self._eval_and_log(sch.eval_fraction)
+            self._emit("on_fit_end")  # post-training compression acts here, before the final eval
+            s.wall_time = clock.elapsed
+            if not s.pruned:
+                self._eval_and_log(1.0)
+        s.extra["peak_rss_bytes"] = rss.peak
+        return s
+
+    def _train_step(self, s: TrainState) -> None:
+        s.model.train()
+        if self.forward_passes:  # zeroth-order optimizer: it perturbs weights and calls the closure itself
+            with torch.no_grad():
+                loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
+            s.loss = torch.as_tensor(loss).detach()
+        else:
+            loss, per_sample, logits = self._loss(s.batch)
+            self._check_finite(loss)
+            loss.backward()
+            self._emit("after_backward")
+            if self.schedule.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for p in s.model.parameters() if p.requires_grad],
+                                               self.schedule.grad_clip)
+            s.optimizer.step()
+            s.loss, s.per_sample_loss, s.logits = loss.detach(), per_sample.detach(), logits.detach()
+        self._check_finite(s.loss)
+        if s.scheduler is not None and s.step + 1 < s.extra["planned_steps"]:
+            s.scheduler.step()
+        s.optimizer.zero_grad(set_to_none=True)
+
+    def _loss(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.task.forward(self.state.model, batch)  # [B, C]
+        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")  # [B]
+        w = self.state.sample_weights
+        loss = (per_sample * w[batch["index"]]).mean() if w is not None else per_sample.mean()
+        return loss, per_sample, logits
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            s = self.state
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {s.step} (epoch {s.epoch}). The run is stored as "
+                "failed. Fix: lower the learning rate, add schedule.grad_clip, or use warmup.")
+
+    # ---- metering (excluded from train time) --------------------------------------------------------------
+    def _meter_step(self, batch: TensorDict) -> float:
+        """FLOPs of one train step for this batch shape (forward + backward, or k forwards for zeroth-order),
+        and the bytes autograd saves for backward. Leaves model, grads and RNG exactly as they were."""
+        model = self.state.model
+        rng = torch.get_rng_state()
+        buffers = {n: b.clone() for n, b in model.named_buffers()}  # e.g. BatchNorm running stats
+        try:
+            model.train()
+            if self.forward_passes:
+                with torch.no_grad():
+                    fwd, _ = count_flops(lambda: self._loss(batch))
+                return fwd * self.forward_passes
+            with saved_activation_bytes() as act:
+                fwd, (loss, _, _) = count_flops(lambda: self._loss(batch))
+            bwd, _ = count_flops(loss.backward)
+            self.activation_bytes = max(self.activation_bytes, act[0])
+            return fwd + bwd
+        finally:
+            for p in model.parameters():
+                p.grad = None
+            named = dict(model.named_buffers())
+            with torch.no_grad():
+                for n, b in buffers.items():
+                    named[n].copy_(b)
+            torch.set_rng_state(rng)
+
+    # ---- evaluation (excluded from train time) ------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, fraction: float = 1.0, batch_size: int = 256) -> dict[str, float]:
+        model, task = self.state.model, self.task
+        n = task.n_eval if fraction >= 1 else max(1, math.ceil(task.n_eval * fraction))
+        order = torch.randperm(task.n_eval, generator=torch.Generator().manual_seed(0))[:n]
+        was_training = model.training
+        model.eval()
+        correct, loss_sum = 0, 0.0
+        for idx in order.split(batch_size):
+            b = task.batch("eval", idx)
+            logits = task.forward(model, b)
+            loss_sum += F.cross_entropy(logits, b["labels"], reduction="sum").item()
+            correct += (logits.argmax(-1) == b["labels"]).sum().item()
+        model.train(was_training)
+        return {"accuracy": correct / n, "eval_loss": loss_sum / n}
+
+    def _eval_and_log(self, fraction: float) -> None:
+        s = self.state
+        s.metrics = self.evaluate(fraction)
+        s.curve.append({"step": s.step, "epoch": s.epoch, "samples": s.samples_seen, "flops": s.flops,
+                        "wall_time_s": s.wall_time, **s.metrics})
+        self._emit("on_eval")
+
+    # ---- helpers ------------------------------------------------------------------------------------------
+    def _budget_spent(self) -> bool:
+        s, sch = self.state, self.schedule
+        for limit, used, what in ((sch.max_steps, s.step, "max_steps"), (sch.max_samples, s.samples_seen, "max_samples"),
+                                  (sch.max_flops, s.flops, "max_flops"),
+                                  (sch.max_minutes and sch.max_minutes * 60, s.wall_time, "max_minutes")):
+            if limit is not None and used >= limit:
+                s.stop(f"budget {what} reached")
+                return True
+        return False
+
+    def _lr_scheduler(self) -> Any:
+        sch, s = self.schedule, self.state
+        if sch.lr_schedule == "constant" and sch.warmup_ratio == 0:
+            return None
+        opt = s.optimizer
+        if not isinstance(opt, torch.optim.Optimizer):
+            return None  # e.g. zeroth-order optimizers manage their own step size
+        total = max(1, int(s.extra["planned_steps"]))
+        if sch.lr_schedule == "onecycle":
+            cyc = any(k in opt.defaults for k in ("momentum", "betas"))
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                       total_steps=total, pct_start=max(sch.warmup_ratio, 0.05),
+                                                       cycle_momentum=cyc)
+        warm = int(sch.warmup_ratio * total)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            if sch.lr_schedule == "linear":
+                return max(0.0, 1 - t)
+            if sch.lr_schedule == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+            return 1.0
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def _emit(self, hook: str) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self.state)
+
+
+# ---- recipe → run ---------------------------------------------------------------------------------------------
+def build_run(recipe: Recipe, task: Task | None = None) -> tuple[Task, nn.Module, Any, list[Callback]]:
+    """Instantiate a recipe: (task, model with adapter applied, optimizer, method callbacks)."""
+    from .methods.base import trainable_named_parameters
+
+    task = task or build_task(recipe.task.name, **recipe.task.kwargs)
+    torch.manual_seed(recipe.seed)
+    model = task.build_model(recipe.seed)
+    model = registry.get("adapters", recipe.adapter.name).build(recipe.adapter.kwargs).apply(model, task)
+    params = trainable_named_parameters(model)
+    if not params:
+        raise LeanfitError(f"adapter {recipe.adapter.name!r} left no trainable parameters on task {task.name}.")
+    optimizer = registry.get("optim", recipe.optimizer.name).build(recipe.optimizer.kwargs).build(params)
+    callbacks: list[Callback] = []
+    if recipe.data:
+        callbacks.append(registry.get("data", recipe.data.name).build(recipe.data.kwargs))
+    callbacks += [registry.get("compress", c.name).build(c.kwargs) for c in recipe.compress]
+    return task, model, optimizer, callbacks
+
+
+def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
+    """Train one recipe and measure it. A NaN loss gives a RunResult with status 'failed' (never lost)."""
+    task, model, optimizer, method_cbs = build_run(recipe, task)
+    trainable, total = count_params(model)
+    trainer = Trainer(task, model, optimizer, recipe.schedule, [*method_cbs, *callbacks], recipe.seed)
+    result = RunResult(recipe=recipe.to_dict(), recipe_id=recipe.id, task=task.name, env=environment(),
+                       data_hash=task.data_hash())
+    try:
+        s = trainer.fit()
+        result.status = "pruned" if s.pruned else "complete"
+    except NonFiniteLossError as e:
+        s, result.status, result.error = trainer.state, "failed", str(e)
+    state_bytes = optimizer_state_bytes(optimizer)
+    result.metrics = dict(s.metrics)
+    result.curve = list(s.curve)
+    result.costs = {
+        "trainable_params": trainable, "total_params": total, "optimizer_state_bytes": state_bytes,
+        "activation_bytes": trainer.activation_bytes,
+        "train_memory_bytes": param_bytes(model) + param_bytes(model, trainable_only=True) * (not trainer.forward_passes)
+        + state_bytes + trainer.activation_bytes,
+        "peak_rss_bytes": s.extra.get("peak_rss_bytes", 0), "train_flops": s.flops, "samples_seen": s.samples_seen,
+        "steps": s.step, "wall_time_s": s.wall_time,
+    }
+    result.extra = {k: v for k, v in s.extra.items() if k not in ("peak_rss_bytes",)}
+    if s.stop_reason:
+        result.extra["stop_reason"] = s.stop_reason
+    return result
