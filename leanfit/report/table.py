@@ -1,0 +1,54 @@
+"""Terminal tables of RunResults (rich)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..result import RunResult
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 → '1.23M' (bytes: 'MiB'-style with unit='B')."""
+    if unit == "B":
+        for u in ("B", "KiB", "MiB", "GiB"):
+            if abs(n) < 1024 or u == "GiB":
+                return f"{n:.0f} {u}" if u == "B" else f"{n:.1f} {u}"
+            n /= 1024
+    for u, s in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= u:
+            return f"{n / u:.3g}{s}"
+    return f"{n:.4g}"
+
+
+COLUMNS = (  # (header, key, formatter)
+    ("accuracy", "accuracy", lambda v: f"{100 * v:.1f}%"),
+    ("trainable params", "trainable_params", lambda v: human(v)),
+    ("opt. state", "optimizer_state_bytes", lambda v: human(v, "B")),
+    ("train memory", "train_memory_bytes", lambda v: human(v, "B")),
+    ("peak RSS", "peak_rss_bytes", lambda v: human(v, "B")),
+    ("train FLOPs", "train_flops", lambda v: human(v)),
+    ("samples", "samples_seen", lambda v: human(v)),
+    ("wall time", "wall_time_s", lambda v: f"{v:.1f} s"),
+)
+
+
+def results_table(results: Sequence[RunResult], title: str = "", front: Sequence[RunResult] = ()):
+    from rich.table import Table
+
+    t = Table(title=title or None)
+    t.add_column("recipe")
+    t.add_column("status")
+    for h, _, _ in COLUMNS:
+        t.add_column(h, justify="right")
+    front_ids = {id(r) for r in front}
+    for r in results:
+        vals = {**r.metrics, **r.costs}
+        cells = [fmt(vals[k]) if k in vals else "—" for _, k, fmt in COLUMNS]
+        name = ("★ " if id(r) in front_ids else "") + r.label
+        t.add_row(name, r.status, *cells)
+    return t
+
+
+def print_results(results: Sequence[RunResult], title: str = "", front: Sequence[RunResult] = ()) -> None:
+    from rich.console import Console
+
+    Console().print(results_table(results, title, front))
