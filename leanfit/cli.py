@@ -80,7 +80,7 @@ def run(recipe: Path = typer.Argument(..., help="Recipe YAML/JSON file."),
 
 @app.command()
 def demo(n_train: int = typer.Option(320, help="Training articles (stratified subset of BBC News)."),
-         epochs: int = typer.Option(2, help="Epochs per recipe."),
+         epochs: int = typer.Option(3, help="Epochs per recipe."),
          storage: str = typer.Option("sqlite:///leanfit.db", help="Where results are stored."),
          plot: Path = typer.Option(Path("leanfit-demo.png"), help="PNG of accuracy vs trainable params.")) -> None:
     """Fine-tune real MiniLM on BBC News three ways (head-only, LoRA r=8, full) and compare every cost."""

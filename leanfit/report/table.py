@@ -1,4 +1,5 @@
-"""Terminal tables of RunResults (rich)."""
+"""Terminal tables of RunResults (rich). ★ marks Pareto-optimal rows; "train mem." is the exact model-level
+memory (params + grads + optimizer state + saved activations), "peak RSS" the sampled process peak."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,14 +21,14 @@ def human(n: float, unit: str = "") -> str:
 
 
 COLUMNS = (  # (header, key, formatter)
-    ("accuracy", "accuracy", lambda v: f"{100 * v:.1f}%"),
-    ("trainable params", "trainable_params", lambda v: human(v)),
+    ("acc.", "accuracy", lambda v: f"{100 * v:.1f}%"),
+    ("trainable", "trainable_params", lambda v: human(v)),
     ("opt. state", "optimizer_state_bytes", lambda v: human(v, "B")),
-    ("train memory", "train_memory_bytes", lambda v: human(v, "B")),
+    ("train mem.", "train_memory_bytes", lambda v: human(v, "B")),
     ("peak RSS", "peak_rss_bytes", lambda v: human(v, "B")),
-    ("train FLOPs", "train_flops", lambda v: human(v)),
+    ("FLOPs", "train_flops", lambda v: human(v)),
     ("samples", "samples_seen", lambda v: human(v)),
-    ("wall time", "wall_time_s", lambda v: f"{v:.1f} s"),
+    ("time", "wall_time_s", lambda v: f"{v:.1f} s"),
 )
 
 
@@ -35,10 +36,10 @@ def results_table(results: Sequence[RunResult], title: str = "", front: Sequence
     from rich.table import Table
 
     t = Table(title=title or None)
-    t.add_column("recipe")
-    t.add_column("status")
+    t.add_column("recipe", no_wrap=True)
+    t.add_column("status", no_wrap=True)
     for h, _, _ in COLUMNS:
-        t.add_column(h, justify="right")
+        t.add_column(h, justify="right", no_wrap=True)
     front_ids = {id(r) for r in front}
     for r in results:
         vals = {**r.metrics, **r.costs}
@@ -51,4 +52,7 @@ def results_table(results: Sequence[RunResult], title: str = "", front: Sequence
 def print_results(results: Sequence[RunResult], title: str = "", front: Sequence[RunResult] = ()) -> None:
     from rich.console import Console
 
-    Console().print(results_table(results, title, front))
+    con = Console()
+    if not con.is_terminal:  # piped/CI output: do not squeeze the table into 80 columns
+        con = Console(width=140)
+    con.print(results_table(results, title, front))

@@ -19,6 +19,7 @@ class TaskEntry:
 
 
 _TASKS: dict[str, TaskEntry] = {}
+_BUILTIN_LOADED = [False]
 
 
 def register_task(name: str, summary: str):
@@ -32,7 +33,8 @@ def register_task(name: str, summary: str):
 
 
 def _load_builtin() -> None:
-    if not _TASKS:
+    if not _BUILTIN_LOADED[0]:
+        _BUILTIN_LOADED[0] = True
         from . import tabular, text  # noqa: F401  (register on import)
 
 

@@ -101,6 +101,8 @@ def _subsample(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int
     if n is None or n >= len(idx):
         return idx
     keep, _ = stratified_split(labels[idx], 1 - n / len(idx), seed)
+    if len(keep) > n:  # per-class rounding can overshoot by a few rows
+        keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
     return idx[keep]
 
 
