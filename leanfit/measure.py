@@ -5,7 +5,7 @@
 - activation memory: bytes autograd saves for backward in one train step, captured with
   ``torch.autograd.graph.saved_tensors_hooks`` (unique storages), so it is exact and noise-free on CPU.
 - train memory (model-level, exact): params + grads of trainable params + optimizer state + activations.
-- peak RSS (process-level, sampled every few ms by a thread): what the OS saw; noisy, reported alongside.
+- peak RSS (process-level): the kernel's high-water mark, reset at fit start (Linux), else sampled by a thread.
 - FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on forward+backward (matmul/conv/attention FLOPs; HF models
   are loaded with eager attention so CPU attention is counted).
 - wall time: a stopwatch that can be paused, so eval and metering are excluded (AlgoPerf rules).
@@ -134,14 +134,38 @@ def current_rss() -> int:
 
 
 class PeakRSS:
-    """Samples this process's resident memory every ``interval`` seconds in a daemon thread."""
+    """Peak resident memory of this process while the block runs.
 
-    def __init__(self, interval: float = 0.005) -> None:
+    On Linux the kernel's own high-water mark is reset on entry (``/proc/self/clear_refs`` ← 5) and read on exit
+    (``VmHWM``): exact and free. Elsewhere a daemon thread samples RSS every ``interval`` seconds.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.baseline = current_rss()
         self.peak = self.baseline
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _read_hwm() -> int | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -149,10 +173,15 @@ class PeakRSS:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRSS":
-        self._thread.start()
+        if not (self._reset_hwm() and self._read_hwm() is not None):
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self._thread is None:
+            self.peak = max(self.peak, self._read_hwm() or 0)
+        else:
+            self._stop.set()
+            self._thread.join()
         self.peak = max(self.peak, current_rss())

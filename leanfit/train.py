@@ -84,6 +84,7 @@ class Trainer:
             with torch.no_grad():
                 loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
             s.loss = torch.as_tensor(loss).detach()
+            self._check_finite(s.loss)
         else:
             loss, per_sample, logits = self._loss(s.batch)
             self._check_finite(loss)
@@ -94,7 +95,6 @@ class Trainer:
                                                self.schedule.grad_clip)
             s.optimizer.step()
             s.loss, s.per_sample_loss, s.logits = loss.detach(), per_sample.detach(), logits.detach()
-        self._check_finite(s.loss)
         if s.scheduler is not None and s.step + 1 < s.extra["planned_steps"]:
             s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)
@@ -107,7 +107,7 @@ class Trainer:
         return loss, per_sample, logits
 
     def _check_finite(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
+        if not math.isfinite(loss.item()):
             s = self.state
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at step {s.step} (epoch {s.epoch}). The run is stored as "
