@@ -5,6 +5,7 @@ RunResult; the same seed gives identical metrics.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -25,8 +26,10 @@ HOOKS = ("on_fit_start", "on_epoch_start", "before_step", "after_backward", "aft
 
 class Trainer:
     def __init__(self, task: Task, model: nn.Module, optimizer: Any, schedule: Schedule = Schedule(),
-                 callbacks: Sequence[Callback] = (), seed: int = 0):
+                 callbacks: Sequence[Callback] = (), seed: int = 0, device: str | None = None):
         self.task, self.schedule, self.callbacks = task, schedule, list(callbacks)
+        # CPU unless told otherwise (LEANFIT_DEVICE=cuda): the device is where a run happens, not part of a recipe
+        self.device = torch.device(device or os.environ.get("LEANFIT_DEVICE", "cpu"))
         self.state = TrainState(task=task, model=model, optimizer=optimizer, seed=seed, epochs=schedule.epochs,
                                 batch_size=schedule.batch_size, generator=torch.Generator().manual_seed(seed))
         self.forward_passes = getattr(optimizer, "forward_passes_per_step", 0)  # >0: zeroth-order (no backward)
@@ -39,6 +42,9 @@ class Trainer:
         torch.manual_seed(s.seed)  # dropout and any other global-RNG use
         s.extra["planned_steps"] = sch.max_steps or sch.epochs * math.ceil(self.task.n_train / sch.batch_size)
         clock = Stopwatch()
+        s.model.to(self.device)  # in place: the optimizer keeps the same Parameter objects
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         with PeakRSS() as rss:
             self._emit("on_fit_start")
             s.scheduler = self._lr_scheduler()
@@ -46,7 +52,7 @@ class Trainer:
                 s.epoch_indices = torch.randperm(self.task.n_train, generator=s.generator)  # selectors may replace
                 self._emit("on_epoch_start")
                 for idx in s.epoch_indices.split(sch.batch_size):
-                    s.batch = self.task.batch("train", idx)  # {inputs..., labels [B], index [B]}
+                    s.batch = self._to_device(self.task.batch("train", idx))  # {inputs..., labels [B], index [B]}
                     self._emit("before_step")
                     if s.extra.pop("model_changed", False):  # e.g. structured pruning shrank layers
                         self._flops_per_shape.clear()
@@ -76,6 +82,8 @@ class Trainer:
             if not s.pruned:
                 self._eval_and_log(1.0)
         s.extra["peak_rss_bytes"] = rss.peak
+        if self.device.type == "cuda":
+            s.extra["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(self.device)
         return s
 
     def _train_step(self, s: TrainState) -> None:
@@ -103,7 +111,7 @@ class Trainer:
         logits = self.task.forward(self.state.model, batch)  # [B, C]
         per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")  # [B]
         w = self.state.sample_weights
-        loss = (per_sample * w[batch["index"]]).mean() if w is not None else per_sample.mean()
+        loss = (per_sample * w.to(per_sample.device)[batch["index"]]).mean() if w is not None else per_sample.mean()
         return loss, per_sample, logits
 
     def _check_finite(self, loss: torch.Tensor) -> None:
@@ -150,7 +158,7 @@ class Trainer:
         model.eval()
         correct, loss_sum = 0, 0.0
         for idx in order.split(batch_size):
-            b = task.batch("eval", idx)
+            b = self._to_device(task.batch("eval", idx))
             logits = task.forward(model, b)
             loss_sum += F.cross_entropy(logits, b["labels"], reduction="sum").item()
             correct += (logits.argmax(-1) == b["labels"]).sum().item()
@@ -201,6 +209,11 @@ class Trainer:
             return 1.0
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def _to_device(self, batch: TensorDict) -> TensorDict:
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def _emit(self, hook: str) -> None:
         for cb in self.callbacks:
