@@ -26,10 +26,12 @@ def open_storage(url: str | None = None) -> Any:
 
         path = url.removeprefix("journal:")
         return optuna.storages.JournalStorage(JournalFileBackend(path))
-    if url.startswith("postgresql"):
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+        # SQLAlchemy's default PostgreSQL driver is psycopg2 (other drivers: postgresql+<driver>://)
         from .errors import require
 
         require("psycopg2", extra="postgres")
+        url = url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=None)
 

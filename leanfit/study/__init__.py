@@ -1,0 +1,10 @@
+"""Study engine: search spaces over recipes, multi-objective Optuna studies with hard budgets, our own
+successive-halving TrialStopper, resumable local / Ray execution over one shared storage."""
+from .objectives import parse_budgets, parse_objectives
+from .runner import StudyConfig, drain, run_study, sweep_stale, top_up
+from .space import SearchSpace
+from .stopper import MemoryRungBoard, OptunaRungBoard, StopperConfig, TrialStopper, promotable, rung_of
+
+__all__ = ["MemoryRungBoard", "OptunaRungBoard", "SearchSpace", "StopperConfig", "StudyConfig", "TrialStopper",
+           "drain", "parse_budgets", "parse_objectives", "promotable", "rung_of", "run_study", "sweep_stale",
+           "top_up"]
