@@ -1,2 +1,3 @@
 """Adapters axis: which parameters train and how (full, head-only, peft methods, our peft-compatible plug-ins)."""
-from . import baseline, peft_methods  # noqa: F401  (modules register on import)
+from . import (baseline, bitfit, compacter, ether, houlsby, lora_xs, nola, peft_methods, share_lora,  # noqa: F401
+               ssf)

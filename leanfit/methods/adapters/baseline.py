@@ -16,9 +16,13 @@ class FullConfig:
 
 @register("adapters", "full", FullConfig, "full fine-tuning: every parameter trains")
 class Full(Adapter):
+    identity_at_init = True
     def apply(self, model: nn.Module, task) -> nn.Module:
         model.requires_grad_(True)
         return model
+
+    def param_formula(self, model: nn.Module, task) -> int:
+        return sum(p.numel() for p in model.parameters())
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,13 @@ class HeadOnlyConfig:
 
 @register("adapters", "head_only", HeadOnlyConfig, "linear probing: backbone frozen, only the task head trains")
 class HeadOnly(Adapter):
+    identity_at_init = True
     def apply(self, model: nn.Module, task) -> nn.Module:
         model.requires_grad_(False)
         mark_head_trainable(model, task.head)
         return model
+
+    def param_formula(self, model: nn.Module, task) -> int:
+        from ._layers import head_param_count
+
+        return head_param_count(model, task)
