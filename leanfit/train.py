@@ -35,6 +35,7 @@ class Trainer:
         self.forward_passes = getattr(optimizer, "forward_passes_per_step", 0)  # >0: zeroth-order (no backward)
         self._flops_per_shape: dict[tuple, float] = {}
         self.activation_bytes = 0
+        self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -77,6 +78,8 @@ class Trainer:
                 if not sch.eval_every and s.epoch < sch.epochs - 1:
                     with clock.paused():
                         self._eval_and_log(sch.eval_fraction)
+            self._optimizer_weights("eval")  # schedule-free: the model keeps the averaged (evaluated) weights
+            self._fit_done = True
             self._emit("on_fit_end")  # post-training compression acts here, before the final eval
             s.wall_time = clock.elapsed
             if not s.pruned:
@@ -156,6 +159,7 @@ class Trainer:
         order = torch.randperm(task.n_eval, generator=torch.Generator().manual_seed(0))[:n]
         was_training = model.training
         model.eval()
+        self._optimizer_weights("eval")
         correct, loss_sum = 0, 0.0
         for idx in order.split(batch_size):
             b = self._to_device(task.batch("eval", idx))
@@ -163,7 +167,16 @@ class Trainer:
             loss_sum += F.cross_entropy(logits, b["labels"], reduction="sum").item()
             correct += (logits.argmax(-1) == b["labels"]).sum().item()
         model.train(was_training)
+        if not self._fit_done:
+            self._optimizer_weights("train")
         return {"accuracy": correct / n, "eval_loss": loss_sum / n}
+
+    def _optimizer_weights(self, mode: str) -> None:
+        """Schedule-free optimizers (2405.15682) train on one iterate and evaluate another; their ``eval()`` /
+        ``train()`` swap the weights in place. Evaluating without the swap would understate them."""
+        opt = getattr(self.state, "optimizer", None)
+        if opt is not None and callable(getattr(opt, "eval", None)) and callable(getattr(opt, "train", None)):
+            getattr(opt, mode)()
 
     def _eval_and_log(self, fraction: float) -> None:
         s = self.state

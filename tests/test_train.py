@@ -111,3 +111,21 @@ def test_head_only_trains_only_the_head():
     Trainer(task, model, opt, r.schedule, seed=1).fit()
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n]) != n.startswith("head."), n
+
+
+def test_schedule_free_is_evaluated_on_its_averaged_weights():
+    """Schedule-free AdamW trains on y and is evaluated on x (2405.15682): the Trainer swaps for every eval and
+    leaves x in the model after fit, so the final accuracy is that of x."""
+    rec = Recipe.from_dict({"task": "digits-mlp", "optimizer": {"name": "schedulefreeadamw", "lr": 3e-3},
+                            "schedule": {"epochs": 1, "batch_size": 64}})
+    task, model, opt, cbs = build_run(rec)
+    trainer = Trainer(task, model, opt, rec.schedule, cbs, rec.seed)
+    s = trainer.fit()
+    assert all(not g["train_mode"] for g in opt.param_groups)  # ended on the evaluated (averaged) iterate
+    acc_x = trainer.evaluate()["accuracy"]
+    assert acc_x == s.metrics["accuracy"]
+    opt.train()  # the training iterate y differs from x
+    y = [p.detach().clone() for p in s.model.parameters()]
+    opt.eval()
+    x = [p.detach().clone() for p in s.model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(x, y))

@@ -1,6 +1,19 @@
-"""SGD and AdamW from torch, and every optimizer in pytorch-optimizer by its lower-case name (wrapped).
+"""SGD and AdamW from torch, and every optimizer in pytorch-optimizer by its lower-case name (wrapped, not
+re-written).
 
 Parameter groups follow common practice: no weight decay on biases and normalisation weights (1-D tensors).
+Optimizers that need special groups get them here:
+
+- GaLore (arXiv 2403.03507) / Fira (arXiv 2410.01623): 2-D weights go in a group with ``rank``,
+  ``update_proj_gap``, ``scale``, ``projection_type`` (low-rank gradient projection, Adam state r×n instead of m×n);
+  other params get plain Adam. These four keys are added to the generated config.
+- Muon family (Muon arXiv 2502.16982 and variants): 2-D+ hidden weights ``use_muon=True`` (Newton–Schulz
+  orthogonalised momentum); biases, norms, embeddings and the classifier head use the built-in AdamW branch.
+- Ranger21 needs the planned number of iterations: ``num_iterations`` defaults to 1000 here.
+
+Library optimizers the Trainer cannot drive (they need a closure that re-evaluates the loss, Hessian-vector
+products with ``create_graph=True``, the model object, or an extra package) stay listed but carry
+``meta["unsupported"]`` with the reason; building one raises a ConfigError that says so.
 """
 from __future__ import annotations
 
@@ -69,7 +82,59 @@ class AdamW(OptimMethod):
 
 
 # ---- pytorch-optimizer, every optimizer by name ---------------------------------------------------------------
+# name → why the Trainer (backward, then ``step()`` without a closure) cannot drive it
+UNSUPPORTED: dict[str, str] = {
+    "lbfgs": "needs step(closure) that re-evaluates loss and gradients",
+    "alig": "needs step(closure) returning the loss (Polyak step)",
+    "bsam": "needs step(closure) for the sharpness-aware second pass",
+    "adahessian": "needs Hessian-vector products (loss.backward(create_graph=True))",
+    "sophiah": "needs Hessian-vector products (loss.backward(create_graph=True))",
+    "adalomo": "fuses the update into backward and takes the model object, not parameters",
+    "lomo": "fuses the update into backward and takes the model object, not parameters",
+    "adammini": "takes the model object (per-block partitioning), not parameters",
+    "magma": "wraps another optimizer object",
+    "demo": "needs the optional package einops (DCT transform)",
+    "lorarite": "expects LoRA factor pairs (lora_l_dim/lora_r_dim layout)",
+    "spectralsphere": "accepts only 2-D parameters (no biases/norms)",
+    "distributedmuon": "needs an initialised torch.distributed process group",
+}
+MUON_FAMILY = ("muon", "adamuon", "normuon", "adago", "muonclip", "distributedmuon")
+LOWRANK_FAMILY = ("galore", "fira")
+# extra config fields (name, default) for optimizers whose hyperparameters live in parameter groups
+GROUP_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
+    n: (("rank", 8), ("update_proj_gap", 50), ("scale", 0.25), ("projection_type", "std")) for n in LOWRANK_FAMILY}
+DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"ranger21": {"num_iterations": 1000}}
+_NON_MUON = ("embed", "classifier", "head", "lm_head")
+
+
+def lowrank_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_decay: float, rank: int,
+                   update_proj_gap: int, scale: float, projection_type: str) -> list[dict[str, Any]]:
+    """GaLore/Fira groups: 2-D weights projected to ``rank`` (the library reads these group keys); rest plain."""
+    mats = [p for n, p in named_params if p.ndim == 2]
+    rest = [(n, p) for n, p in named_params if p.ndim != 2]
+    groups = [{"params": mats, "weight_decay": weight_decay, "rank": rank, "update_proj_gap": update_proj_gap,
+               "scale": scale, "projection_type": projection_type}] if mats else []
+    return groups + param_groups(rest, weight_decay)
+
+
+def muon_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
+    """Muon groups: hidden ≥2-D weights orthogonalised; 1-D params, embeddings and the head use AdamW."""
+    def is_muon(n: str, p: torch.nn.Parameter) -> bool:
+        return p.ndim >= 2 and not any(k in n.lower() for k in _NON_MUON)
+
+    mu = [p for n, p in named_params if is_muon(n, p)]
+    other = [p for n, p in named_params if not is_muon(n, p)]
+    groups = [{"params": mu, "use_muon": True, "weight_decay": weight_decay}] if mu else []
+    return groups + ([{"params": other, "use_muon": False}] if other else [])
+
+
 def _validate_lib(self) -> None:
+    rank = getattr(self, "rank", None)
+    if rank is not None:
+        check(isinstance(rank, int) and rank >= 1, "rank", rank, "an integer ≥ 1")
+    gap = getattr(self, "update_proj_gap", None)
+    if gap is not None:
+        check(isinstance(gap, int) and gap >= 1, "update_proj_gap", gap, "an integer ≥ 1")
     lr = getattr(self, "lr", None)
     if lr is not None:
         check(isinstance(lr, (int, float)) and lr > 0, "lr", lr, "> 0")
@@ -93,6 +158,9 @@ def lib_config_class(name: str, cls: type) -> type:
         else:
             default = field(default=default)
         fields_.append((p.name, Any, default))
+    for k, v in DEFAULT_OVERRIDES.get(name, {}).items():
+        fields_ = [(f[0], f[1], field(default=v)) if f[0] == k else f for f in fields_]
+    fields_ += [(k, Any, field(default=v)) for k, v in GROUP_FIELDS.get(name, ())]
     cfg = dataclasses.make_dataclass(f"{cls.__name__}Config", fields_, frozen=True,
                                      namespace={"__post_init__": _validate_lib})
     cfg.__module__ = __name__
@@ -102,16 +170,29 @@ def lib_config_class(name: str, cls: type) -> type:
 class LibOptim(OptimMethod):
     """A pytorch-optimizer class built with leanfit's parameter groups (no decay on biases/norms)."""
 
-    def __init__(self, config: Any, cls: type):
+    def __init__(self, config: Any, cls: type, name: str = ""):
         super().__init__(config)
-        self.cls = cls
+        self.cls, self.name = cls, name
 
     def build(self, named_params):
+        from ...errors import ConfigError
+
+        if self.name in UNSUPPORTED:
+            raise ConfigError(f"optimizer {self.name!r} cannot run in the leanfit Trainer: it "
+                              f"{UNSUPPORTED[self.name]}. Fix: choose another optimizer (see `leanfit list optim`).")
         kw = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
+        has_wd = "weight_decay" in kw
         wd = kw.pop("weight_decay", 0.0) or 0.0
-        groups = param_groups(named_params, wd) if "weight_decay" in {f.name for f in dataclasses.fields(self.config)} \
-            else [{"params": [p for _, p in named_params]}]
+        if self.name in LOWRANK_FAMILY:
+            extra = {k: kw.pop(k) for k, _ in GROUP_FIELDS[self.name]}
+            groups = lowrank_groups(named_params, wd, **extra)
+        elif self.name in MUON_FAMILY:
+            groups = muon_groups(named_params, wd)
+        elif has_wd:
+            groups = param_groups(named_params, wd)
+        else:
+            groups = [{"params": [p for _, p in named_params]}]
         return self.cls(groups, **kw)
 
 
@@ -132,8 +213,11 @@ def _register_library() -> None:
         except Exception:  # noqa: BLE001 - a library entry that cannot load is skipped, not fatal
             continue
         doc = (inspect.getdoc(cls) or name).splitlines()[0]
-        add(Entry("optim", name, lambda c, cls=cls: LibOptim(c, cls), cfg, f"pytorch-optimizer: {doc}",
-                  meta={"via": "pytorch-optimizer"}))
+        meta: dict[str, Any] = {"via": "pytorch-optimizer"}
+        if name in UNSUPPORTED:
+            meta["unsupported"] = UNSUPPORTED[name]
+        add(Entry("optim", name, lambda c, cls=cls, name=name: LibOptim(c, cls, name), cfg,
+                  f"pytorch-optimizer: {doc}", meta=meta))
 
 
 _register_library()
