@@ -1,0 +1,294 @@
+"""Data-axis benchmark: accuracy vs kept fraction for every selector against RS2, plus an imbalanced variant.
+
+    .venv/bin/python benchmarks/data.py            # → benchmarks/results/data.json + data.png (~10 min, 1 thread)
+    .venv/bin/python benchmarks/data.py --quick    # 1 seed, fewer methods (smoke test)
+
+Regimes (Okanovic et al. 2305.18424 compare at both):
+- equal samples seen: the same number of epochs over the kept rows, so a fraction f costs ≈ f of the steps;
+- equal steps: as many steps as full-data training (epochs scaled by 1/f, capped by max_steps).
+Scoring cost (proxy training + scoring passes) is included in each run's FLOPs and wall time, and also reported
+separately, so "net saving" = cost of the run including scoring vs. the full-data run.
+
+Imbalanced variant: mnist1d-cnn with classes 5–9 down-sampled 10× in train (eval stays balanced); we report
+accuracy and mean accuracy on the minority classes.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, write  # noqa: E402
+
+from leanfit.callbacks import Callback  # noqa: E402
+from leanfit.recipe import Recipe  # noqa: E402
+from leanfit.tasks import Task, build_task  # noqa: E402
+from leanfit.train import run_recipe  # noqa: E402
+
+SELECTORS = {  # name in the table → data spec (without fraction)
+    "random": {"name": "random"},
+    "rs2": {"name": "rs2"},
+    "el2n": {"name": "el2n", "score_epochs": 2, "proxy_lr": 1e-2},
+    "el2n+ccs": {"name": "el2n", "score_epochs": 2, "ccs": True, "hard_cut": 0.05, "proxy_lr": 1e-2},
+    "grand": {"name": "grand", "score_epochs": 2, "proxy_lr": 1e-2},
+    "forgetting": {"name": "forgetting", "score_epochs": 4, "proxy_lr": 1e-2},
+    "loss_filter(medium)": {"name": "loss_filter", "band": "medium", "proxy_lr": 1e-2},
+    "color_filter": {"name": "color_filter", "proxy_lr": 1e-2},
+    "s2l": {"name": "s2l", "proxy_epochs": 3, "clusters": 20, "proxy_lr": 1e-2},
+}
+IMBALANCE = {
+    "none": None,
+    "upsample(T=5)": {"name": "upsample", "temperature": 5.0},
+    "upweight(T=5)": {"name": "upweight", "temperature": 5.0},
+    "cooldown(10→1)": {"name": "cooldown", "t_start": 10.0, "t_end": 1.0, "hold": 0.5},
+    "class_balanced": {"name": "class_balanced", "beta": 0.999},
+    "random_oversample": {"name": "random_oversample"},
+    "random_undersample": {"name": "random_undersample"},
+    "smote": {"name": "smote"},
+    "momentum_difficulty": {"name": "momentum_difficulty"},
+}
+MINORITY = (5, 6, 7, 8, 9)
+
+
+def imbalanced(task: Task, factor: int = 10, seed: int = 0) -> Task:
+    """The same task with the minority classes' train rows down-sampled ``factor``× (eval unchanged)."""
+    y = task.train["labels"]
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in y.unique().tolist():
+        rows = (y == c).nonzero().flatten()
+        if c in MINORITY:
+            rows = rows[torch.randperm(len(rows), generator=g)[: max(1, len(rows) // factor)]]
+        keep.append(rows)
+    keep = torch.cat(keep).sort().values
+    return Task(name=task.name + "-imb10", build_model=task.build_model, train={k: v[keep] for k, v in task.train.items()},
+                eval=task.eval, num_classes=task.num_classes, head=task.head, target_modules=task.target_modules,
+                forward=task.forward, description=task.description + ", minority classes 5-9 down-sampled 10x")
+
+
+class PerClassAccuracy(Callback):
+    """Records per-class accuracy on the eval set at each eval (the last one is the final model's)."""
+
+    def on_eval(self, state) -> None:
+        m, t = state.model, state.task
+        was = m.training
+        m.eval()
+        with torch.no_grad():
+            pred = torch.cat([t.forward(m, t.batch("eval", idx)).argmax(-1) for idx in torch.arange(t.n_eval).split(512)])
+        m.train(was)
+        y = t.eval["labels"]
+        self.per_class = {int(c): float((pred[y == c] == c).float().mean()) for c in y.unique()}
+
+
+def run_one(task: Task, data: dict | None, epochs: int, max_steps: int | None, seed: int, lr: float, bs: int,
+            per_class: bool = False, task_name: str = "mnist1d-cnn", adapter: str = "full") -> dict:
+    d = {"task": task_name, "adapter": adapter, "optimizer": {"name": "adamw", "lr": lr},
+         "schedule": {"epochs": epochs, "batch_size": bs, "lr_schedule": "cosine", "max_steps": max_steps,
+                      "eval_every": 10 ** 7},
+         "seed": seed}
+    if data:
+        d["data"] = data
+    cb = PerClassAccuracy()
+    r = run_recipe(Recipe.from_dict(d), task=task, callbacks=[cb] if per_class else [])
+    sc = r.extra.get("data_scoring", {})
+    out = {"accuracy": r.metrics["accuracy"], "steps": r.costs["steps"], "samples": r.costs["samples_seen"],
+           "train_flops": r.costs["train_flops"], "wall_time_s": r.costs["wall_time_s"],
+           "scoring_flops": sc.get("flops", 0.0), "scoring_wall_s": sc.get("wall_time_s", 0.0), "status": r.status}
+    if per_class:
+        out["minority_accuracy"] = statistics.mean(cb.per_class[c] for c in MINORITY)
+        out["per_class"] = cb.per_class
+    return out
+
+
+def summarise(rows: list[dict], keys: tuple[str, ...], metrics: tuple[str, ...]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for k, rs in groups.items():
+        s = dict(zip(keys, k))
+        s["n_seeds"] = len(rs)
+        for m in metrics:
+            v = [r[m] for r in rs]
+            s[m + "_mean"] = statistics.mean(v)
+            s[m + "_std"] = statistics.stdev(v) if len(v) > 1 else 0.0
+            if m in ("wall_time_s", "scoring_wall_s"):
+                s[m + "_median"] = statistics.median(v)
+        out.append(s)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--minilm", action="store_true", help="add the MiniLM section to an existing data.json")
+    ap.add_argument("--plot", action="store_true", help="redraw data.png from data.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.minilm:
+        return minilm()
+    if args.plot:  # redraw the PNG from the stored JSON
+        import json
+
+        d = json.loads((RESULTS / "data.json").read_text())["results"]
+        return plot(d["balanced"]["summary"], d["imbalanced"]["summary"], RESULTS / "data.png", d.get("minilm"))
+    seeds = [0] if args.quick else [0, 1, 2]
+    fractions = [0.1, 0.3, 0.5] if not args.quick else [0.3]
+    epochs, bs, lr = 15, 64, 1e-2
+    selectors = SELECTORS if not args.quick else {k: SELECTORS[k] for k in ("rs2", "el2n", "s2l")}
+    base = build_task("mnist1d-cnn")
+    full_steps = epochs * math.ceil(base.n_train / bs)
+    t0 = time.time()
+    rows: list[dict] = []
+    for seed in seeds:
+        r = run_one(base, None, epochs, None, seed, lr, bs)
+        for regime in ("equal_samples", "equal_steps"):
+            rows.append({"regime": regime, "method": "full", "fraction": 1.0, "seed": seed, **r})
+        for name, spec in selectors.items():
+            for f in fractions:
+                data = {**spec, "fraction": f}
+                rows.append({"regime": "equal_samples", "method": name, "fraction": f, "seed": seed,
+                             **run_one(base, data, epochs, None, seed, lr, bs)})
+                rows.append({"regime": "equal_steps", "method": name, "fraction": f, "seed": seed,
+                             **run_one(base, data, math.ceil(epochs / f), full_steps, seed, lr, bs)})
+        print(f"seed {seed} done, {time.time() - t0:.0f}s", flush=True)
+    metrics = ("accuracy", "steps", "samples", "train_flops", "wall_time_s", "scoring_flops", "scoring_wall_s")
+    summary = summarise(rows, ("regime", "method", "fraction"), metrics)
+
+    # ---- vs RS2 at the same regime and fraction ---------------------------------------------------------
+    by = {(s["regime"], s["method"], s["fraction"]): s for s in summary}
+    vs_rs2 = []
+    for (regime, method, f), s in by.items():
+        ref = by.get((regime, "rs2", f))
+        if ref is None or method in ("rs2", "full"):
+            continue
+        full = by[(regime, "full", 1.0)]
+        vs_rs2.append({"regime": regime, "method": method, "fraction": f,
+                       "accuracy_minus_rs2": s["accuracy_mean"] - ref["accuracy_mean"],
+                       "rs2_std": ref["accuracy_std"], "method_std": s["accuracy_std"],
+                       "beats_rs2": s["accuracy_mean"] - ref["accuracy_mean"] > max(s["accuracy_std"], ref["accuracy_std"]),
+                       "flops_ratio_vs_rs2": s["train_flops_mean"] / ref["train_flops_mean"],
+                       "wall_ratio_vs_rs2": s["wall_time_s_median"] / ref["wall_time_s_median"],
+                       "scoring_share_of_flops": s["scoring_flops_mean"] / s["train_flops_mean"],
+                       "flops_ratio_vs_full": s["train_flops_mean"] / full["train_flops_mean"],
+                       "wall_ratio_vs_full": s["wall_time_s_median"] / full["wall_time_s_median"]})
+    print(f"balanced grid done, {time.time() - t0:.0f}s", flush=True)
+
+    # ---- imbalanced variant -------------------------------------------------------------------------------
+    imb = imbalanced(base)
+    imb_rows = []
+    methods = IMBALANCE if not args.quick else {k: IMBALANCE[k] for k in ("none", "upsample(T=5)", "smote")}
+    for seed in seeds:
+        for name, spec in methods.items():
+            imb_rows.append({"method": name, "seed": seed, **run_one(imb, spec, epochs, None, seed, lr, bs, True)})
+    imb_summary = summarise(imb_rows, ("method",), ("accuracy", "minority_accuracy", "steps", "train_flops",
+                                                     "wall_time_s"))
+    print(f"imbalanced done, {time.time() - t0:.0f}s", flush=True)
+
+    run = {"task": "mnist1d-cnn", "n_train": base.n_train, "n_eval": base.n_eval, "epochs": epochs, "batch_size": bs,
+           "optimizer": "adamw", "lr": lr, "lr_schedule": "cosine", "seeds": seeds, "fractions": fractions,
+           "full_steps": full_steps, "selectors": selectors, "imbalance_methods": methods,
+           "imbalanced_task": {"minority_classes": MINORITY, "factor": 10, "n_train": imb.n_train},
+           "threads": 1, "total_wall_s": time.time() - t0,
+           "beats_rs2_rule": "mean accuracy above RS2's by more than the larger of the two std over seeds",
+           "not_run": "minilm-bbc (MiniLM-L6 on 2 shared CPU cores: one grid cell takes minutes; out of time)"}
+    results = {"balanced": {"rows": rows, "summary": summary, "vs_rs2": vs_rs2},
+               "imbalanced": {"rows": imb_rows, "summary": imb_summary}}
+    name = "data" if not args.quick else "data_quick"
+    p = write(name, run, results)
+    plot(summary, imb_summary, RESULTS / f"{name}.png")
+    print(p)
+
+
+MINILM_SELECTORS = {k: SELECTORS[k] for k in ("random", "rs2", "el2n", "loss_filter(medium)", "s2l")}
+
+
+def minilm() -> None:
+    """Small MiniLM run: minilm-bbc (400 train / 200 eval, 48 tokens), head-only fine-tuning (the frozen encoder
+    still runs forward every step), equal samples seen only, proxies use the same head-only setup."""
+    import json
+
+    t0 = time.time()
+    task = build_task("minilm-bbc", n_train=400, n_eval=200, max_length=48)
+    seeds, fractions, epochs, bs, lr = [0, 1, 2], [0.1, 0.3, 0.5], 3, 32, 1e-2
+    rows = []
+    for seed in seeds:
+        r = run_one(task, None, epochs, None, seed, lr, bs, task_name="minilm-bbc", adapter="head_only")
+        rows.append({"regime": "equal_samples", "method": "full", "fraction": 1.0, "seed": seed, **r})
+        for name, spec in MINILM_SELECTORS.items():
+            if "score_epochs" in spec:
+                spec = {**spec, "score_epochs": 1}
+            if name == "s2l":
+                spec = {**spec, "proxy_epochs": 2}
+            if name.startswith("loss_filter"):
+                spec = {**spec, "ref_epochs": 2}
+            for f in fractions:
+                rows.append({"regime": "equal_samples", "method": name, "fraction": f, "seed": seed,
+                             **run_one(task, {**spec, "fraction": f}, epochs, None, seed, lr, bs,
+                                       task_name="minilm-bbc", adapter="head_only")})
+        print(f"minilm seed {seed} done, {time.time() - t0:.0f}s", flush=True)
+    metrics = ("accuracy", "steps", "samples", "train_flops", "wall_time_s", "scoring_flops", "scoring_wall_s")
+    summary = summarise(rows, ("regime", "method", "fraction"), metrics)
+    p = RESULTS / "data.json"
+    d = json.loads(p.read_text())
+    d["results"]["minilm"] = {"rows": rows, "summary": summary}
+    d["run"]["minilm"] = {"task": "minilm-bbc", "n_train": task.n_train, "n_eval": task.n_eval, "max_length": 48,
+                          "adapter": "head_only", "epochs": epochs, "batch_size": bs, "lr": lr, "seeds": seeds,
+                          "fractions": fractions, "regime": "equal_samples", "wall_s": time.time() - t0,
+                          "proxy": "score_epochs 1 (el2n), ref_epochs 2 (loss_filter), proxy_epochs 2 (s2l), lr 1e-2"}
+    d["run"]["not_run"] = "minilm-bbc at equal steps and with the other selectors (time on 2 shared CPU cores)"
+    p.write_text(json.dumps(d, indent=2, default=str))
+    print(p)
+
+
+def _lines(ax, summary: list[dict], regime: str, title: str) -> None:
+    methods = sorted({s["method"] for s in summary if s["method"] != "full" and s["regime"] == regime})
+    full = next(s for s in summary if s["regime"] == regime and s["method"] == "full")
+    for m in methods:
+        pts = sorted((s["fraction"], s["accuracy_mean"], s["accuracy_std"]) for s in summary
+                     if s["regime"] == regime and s["method"] == m)
+        fx, mu, sd = zip(*pts)
+        ax.errorbar(fx, mu, yerr=sd, marker="o", capsize=3, label=m, lw=3 if m == "rs2" else 1.2,
+                    color="k" if m == "rs2" else None)
+    ax.errorbar([1.0], [full["accuracy_mean"]], yerr=[full["accuracy_std"]], marker="*", ms=12, color="k", ls="",
+                label="full data (100%)")
+    ax.set(title=title, xlabel="kept fraction per epoch", ylabel="accuracy", xticks=[0.1, 0.3, 0.5, 1.0])
+    ax.grid(alpha=0.3)
+
+
+def plot(summary: list[dict], imb_summary: list[dict], path: Path, minilm: dict | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 4 if minilm else 3
+    fig, axes = plt.subplots(1, n, figsize=(5.6 * n, 5))
+    _lines(axes[0], summary, "equal_samples", "mnist1d-cnn, equal samples seen")
+    _lines(axes[1], summary, "equal_steps", "mnist1d-cnn, equal steps")
+    axes[0].legend(fontsize=7)
+    ax = axes[2]
+    names = [s["method"] for s in imb_summary]
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [s["accuracy_mean"] for s in imb_summary], 0.4,
+           yerr=[s["accuracy_std"] for s in imb_summary], label="accuracy")
+    ax.bar([i + 0.2 for i in x], [s["minority_accuracy_mean"] for s in imb_summary], 0.4,
+           yerr=[s["minority_accuracy_std"] for s in imb_summary], label="minority-class accuracy")
+    ax.set_xticks(list(x), names, rotation=45, ha="right", fontsize=8)
+    ax.set(title="imbalanced mnist1d-cnn (classes 5-9 ÷10)", ylabel="accuracy")
+    ax.legend(fontsize=8)
+    if minilm:
+        _lines(axes[3], minilm["summary"], "equal_samples", "minilm-bbc (400 rows, head-only), equal samples")
+        axes[3].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
