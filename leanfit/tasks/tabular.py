@@ -11,38 +11,55 @@ from .base import Task, stratified_split
 
 
 class MLP(nn.Module):
-    """64 → hidden → hidden → classes."""
+    """64 → hidden → hidden → classes; ``depth`` hidden layers (fc1, fc2, ...).
 
-    def __init__(self, d_in: int = 64, hidden: int = 128, n_classes: int = 10):
+    ``share_layers=True``: ALBERT-style cross-layer parameter sharing (Lan et al., "ALBERT: A Lite BERT for
+    Self-supervised Learning of Language Representations", 1909.11942, §3.1 "all-shared"): the hidden→hidden layer
+    fc2 is applied depth−1 times, h_{l+1} = ReLU(W h_l + b) with one (W, b), so depth costs no extra parameters.
+    """
+
+    def __init__(self, d_in: int = 64, hidden: int = 128, n_classes: int = 10, depth: int = 2,
+                 share_layers: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(d_in, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, n_classes)
         self.act = nn.ReLU()
+        self.depth, self.share_layers = depth, share_layers
+        for i in range(3, depth + 1) if not share_layers else ():
+            setattr(self, f"fc{i}", nn.Linear(hidden, hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, d_in] -> [B, C]
-        return self.head(self.act(self.fc2(self.act(self.fc1(x)))))
+        h = self.act(self.fc1(x))
+        for i in range(2, self.depth + 1):
+            h = self.act((self.fc2 if self.share_layers else getattr(self, f"fc{i}"))(h))
+        return self.head(h)
 
 
 class CNN1D(nn.Module):
-    """Three strided Conv1d layers + two Linear layers, for length-40 mnist1d signals."""
+    """Strided Conv1d layers (conv1, then ``depth`` channels→channels convs conv2, conv3, ...) + two Linear layers,
+    for length-40 mnist1d signals. ``share_layers=True``: ALBERT-style cross-layer sharing (1909.11942) — conv2 is
+    applied ``depth`` times instead of ``depth`` separate convs."""
 
-    def __init__(self, length: int = 40, channels: int = 32, hidden: int = 128, n_classes: int = 10):
+    def __init__(self, length: int = 40, channels: int = 32, hidden: int = 128, n_classes: int = 10,
+                 depth: int = 2, share_layers: bool = False):
         super().__init__()
         self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=2)
         self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        for i in range(3, depth + 2) if not share_layers else ():
+            setattr(self, f"conv{i}", nn.Conv1d(channels, channels, 3, stride=2, padding=1))
+        self.depth, self.share_layers = depth, share_layers
         out_len = length
-        for _ in range(3):
+        for _ in range(depth + 1):
             out_len = (out_len + 1) // 2
         self.fc = nn.Linear(channels * out_len, hidden)
         self.head = nn.Linear(hidden, n_classes)
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L] -> [B, C]
-        h = x.unsqueeze(1)  # [B, 1, L]
-        for conv in (self.conv1, self.conv2, self.conv3):
-            h = self.act(conv(h))
+        h = self.act(self.conv1(x.unsqueeze(1)))  # [B, C, L/2]
+        for i in range(2, self.depth + 2):
+            h = self.act((self.conv2 if self.share_layers else getattr(self, f"conv{i}"))(h))
         return self.head(self.act(self.fc(h.flatten(1))))
 
 
@@ -55,8 +72,13 @@ def _seeded(build):
 
 
 @register_task("digits-mlp", "sklearn digits (1,797 8×8 images, 10 classes) with a 2-layer MLP; seconds")
-def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | None = None) -> Task:
+def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | None = None, depth: int = 2,
+               share_layers: bool = False) -> Task:
     from sklearn.datasets import load_digits
+
+    from ..errors import check
+
+    check(isinstance(depth, int) and depth >= 2, "digits-mlp depth", depth, "an integer >= 2 (hidden layers)")
 
     x, y = load_digits(return_X_y=True)
     x = torch.tensor(x, dtype=torch.float32) / 16.0  # pixel values 0..16
@@ -68,7 +90,7 @@ def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | Non
     x = (x - mean) / std
     return Task(
         name="digits-mlp",
-        build_model=_seeded(lambda: MLP(64, hidden, 10)),
+        build_model=_seeded(lambda: MLP(64, hidden, 10, depth, share_layers)),
         train={"x": x[tr], "labels": y[tr]},
         eval={"x": x[ev], "labels": y[ev]},
         num_classes=10,
@@ -88,7 +110,12 @@ def _mnist1d(num_samples: int, seed: int):
 
 
 @register_task("mnist1d-cnn", "mnist1d (procedural 1-D digits, 4,000/1,000, 10 classes) with a 1-D CNN; seconds")
-def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None = None) -> Task:
+def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None = None, depth: int = 2,
+                share_layers: bool = False) -> Task:
+    from ..errors import check
+
+    check(isinstance(depth, int) and 1 <= depth <= 4, "mnist1d-cnn depth", depth,
+          "an integer in [1, 4] (strided convs after conv1)")
     d = _mnist1d(num_samples, 42)
     xtr = torch.tensor(d["x"], dtype=torch.float32)
     ytr = torch.tensor(d["y"], dtype=torch.long)
@@ -99,7 +126,7 @@ def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None
     length = xtr.shape[1]
     return Task(
         name="mnist1d-cnn",
-        build_model=_seeded(lambda: CNN1D(length, channels, 128, 10)),
+        build_model=_seeded(lambda: CNN1D(length, channels, 128, 10, depth, share_layers)),
         train={"x": xtr, "labels": ytr},
         eval={"x": xte, "labels": yte},
         num_classes=10,

@@ -1,0 +1,79 @@
+"""Shared helpers of the compression axis: which layers a method may touch, calibration batches, and counting
+what the tensors actually hold (the numbers every report is checked against)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ...errors import check
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def in_head(name: str, head: tuple[str, ...]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in head)
+
+
+def target_layers(model: nn.Module, head: tuple[str, ...] = (), kinds: tuple[type, ...] = PRUNABLE,
+                  include_head: bool = False) -> list[tuple[str, nn.Module]]:
+    """(name, module) of the weight layers a compressor acts on; the task head is skipped unless asked."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, kinds) and (include_head or not in_head(n, head))]
+
+
+def check_fraction(field: str, value: float, allow_zero: bool = True) -> None:
+    lo_ok = value >= 0 if allow_zero else value > 0
+    check(isinstance(value, (int, float)) and lo_ok and value < 1, field, value,
+          "in [0, 1)" if allow_zero else "in (0, 1)", "Fix: give the fraction of weights to remove, e.g. 0.5.")
+
+
+def weight_sparsity(layers: list[tuple[str, nn.Module]]) -> dict:
+    """Counted from the tensors: zeros / total over the given layers' weights (and per layer)."""
+    per, zeros, total = {}, 0, 0
+    for n, m in layers:
+        w = m.weight.detach()
+        z = int((w == 0).sum())
+        per[n] = z / w.numel()
+        zeros, total = zeros + z, total + w.numel()
+    return {"sparsity": zeros / max(total, 1), "layer_sparsity": per, "zeros": zeros, "weights": total}
+
+
+def calibration_batches(task, n: int, batch_size: int = 64, split: str = "train") -> Iterator[dict]:
+    """The first ``n`` rows of ``split`` in batches (deterministic), without labels' gradients."""
+    data = task.train if split == "train" else task.eval
+    n = min(n, len(data["labels"]))
+    for i in range(0, n, batch_size):
+        yield task.batch(split, torch.arange(i, min(i + batch_size, n)))
+
+
+def model_forward(task, model: nn.Module, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
+    return task.forward(model, {**inputs, "labels": batch["labels"]})
+
+
+def require_task(task, method: str):
+    check(task is not None, f"compress.{method}: task", task, "a Task (this method needs calibration data)",
+          "Fix: call compress(model, task) with the task the model was trained on.")
+    return task
+
+
+@torch.no_grad()
+def accuracy(task, model: nn.Module, split: str = "eval", n: int | None = None, batch_size: int = 128) -> float:
+    """Top-1 accuracy on the first ``n`` rows of ``split`` (all if None)."""
+    was = model.training
+    model.eval()
+    data = task.train if split == "train" else task.eval
+    n = len(data["labels"]) if n is None else min(n, len(data["labels"]))
+    correct = 0
+    for i in range(0, n, batch_size):
+        b = task.batch(split, torch.arange(i, min(i + batch_size, n)))
+        correct += int((task.forward(model, b).argmax(-1) == b["labels"]).sum())
+    model.train(was)
+    return correct / max(n, 1)
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
