@@ -17,6 +17,8 @@ _EXPORTS = {
     "Task": "tasks", "build_task": "tasks", "list_tasks": "tasks", "register_task": "tasks",
     "register": "registry", "list_methods": "registry", "get_method": "registry",
     "open_storage": "store", "save_run": "store", "load_runs": "store",
+    "StudyConfig": "study", "SearchSpace": "study", "run_study": "study",
+    "pareto_front": "report.pareto",
     "LeanfitError": "errors", "ConfigError": "errors", "DataError": "errors", "UnknownNameError": "errors",
     "NonFiniteLossError": "errors",
 }

@@ -52,3 +52,11 @@ def test_list_shows_tasks_and_methods():
     assert out.returncode == 0
     for name in ("digits-mlp", "minilm-bbc", "head_only", "lora", "adamw", "adan"):
         assert name in out.stdout
+
+
+def test_every_public_name_resolves():
+    import leanfit
+
+    missing = [n for n in leanfit.__all__ if getattr(leanfit, n, None) is None]
+    assert missing == []
+    assert callable(leanfit.run_study) and callable(leanfit.pareto_front)

@@ -23,17 +23,29 @@ def pareto_png(results: Sequence[RunResult], path: str | Path, cost: str = "trai
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     ax.scatter([value(r, cost) for r in done], [100 * value(r, metric) for r in done], color="#999", zorder=2,
                label="runs")
+    _draw_frontier(ax, front, done, cost, metric, title, fontsize=8)
+    return _save(fig, path)
+
+
+def _draw_frontier(ax, front: Sequence[RunResult], labelled: Sequence[RunResult], cost: str, metric: str,
+                   title: str, fontsize: int) -> None:
+    """The frontier line, run labels and the shared axis styling of every accuracy-vs-cost panel."""
     ax.plot([value(r, cost) for r in front], [100 * value(r, metric) for r in front], "o-", color="#c0392b",
             zorder=3, label="Pareto frontier")
-    for r in done:
-        ax.annotate(r.label, (value(r, cost), 100 * value(r, metric)), fontsize=8, xytext=(4, 4),
+    for r in labelled:
+        ax.annotate(r.label, (value(r, cost), 100 * value(r, metric)), fontsize=fontsize, xytext=(4, 4),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel(cost.replace("_", " ") + " (log)")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(title or f"{metric} vs {cost}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=fontsize)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
@@ -57,17 +69,7 @@ def study_png(results: Sequence[RunResult], path: str | Path, cost: str = "train
                        label=lab, zorder=2)
     front = pareto_front(results, tuple(costs or (cost,)), metric)
     front = pareto_front(front, (cost,), metric) if front else []
-    ax.plot([value(r, cost) for r in front], [100 * value(r, metric) for r in front], "o-", color="#c0392b",
-            zorder=3, label="Pareto frontier")
-    for r in front:
-        ax.annotate(r.label, (value(r, cost), 100 * value(r, metric)), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel(cost.replace("_", " ") + " (log)")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(title or f"{metric} vs {cost}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _draw_frontier(ax, front, front, cost, metric, title, fontsize=7)
     for r in results:
         pts = [p for p in r.curve if metric in p]
         if pts:
@@ -77,11 +79,7 @@ def study_png(results: Sequence[RunResult], path: str | Path, cost: str = "train
     ax2.set_ylabel(f"{metric} (%)")
     ax2.set_title("learning curves (dashed: stopped early)")
     ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def profiles_png(profiles: "Profiles", path: str | Path) -> Path:
@@ -100,8 +98,4 @@ def profiles_png(profiles: "Profiles", path: str | Path) -> Path:
     ax.set_title(f"performance profiles ({profiles.time_key})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
