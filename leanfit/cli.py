@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 _DEBUG = {"on": False}
 
 # Modules that add commands with register(app); each must import only typer at module level.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["leanfit.study_cli", "leanfit.compress_cli", "leanfit.optim_cli", "leanfit.merge_cli"]
 
 
 @app.callback()
