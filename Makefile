@@ -33,6 +33,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/roofline.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) leanfit.db *.egg-info
