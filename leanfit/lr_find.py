@@ -84,10 +84,20 @@ def lr_range_test(recipe: Any, lr_min: float = 1e-6, lr_max: float = 1.0, steps:
         for g in opt.param_groups:
             g["lr"] = lr
         batch = task.batch("train", idx)
-        loss = F.cross_entropy(task.forward(model, batch), batch["labels"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+
+        def closure(batch=batch):  # the standard closure: zero grads, forward, backward, return the loss
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(task.forward(model, batch), batch["labels"])
+            loss.backward()
+            return loss
+
+        if getattr(opt, "needs_closure", False):  # e.g. SANIA, L-BFGS: the first evaluation's loss is recorded
+            losses = []
+            opt.step(lambda: losses.append(closure()) or losses[-1])
+            loss = losses[0]
+        else:
+            loss = closure()
+            opt.step((lambda: loss.detach()) if getattr(opt, "needs_loss", False) else None)
         x = float(loss.detach())
         avg = beta * avg + (1 - beta) * x
         s = avg / (1 - beta ** (k + 1))

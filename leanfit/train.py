@@ -33,6 +33,8 @@ class Trainer:
         self.state = TrainState(task=task, model=model, optimizer=optimizer, seed=seed, epochs=schedule.epochs,
                                 batch_size=schedule.batch_size, generator=torch.Generator().manual_seed(seed))
         self.forward_passes = getattr(optimizer, "forward_passes_per_step", 0)  # >0: zeroth-order (no backward)
+        self.closure_step = bool(getattr(optimizer, "needs_closure", False))  # step(closure): forward+backward inside
+        self.loss_step = bool(getattr(optimizer, "needs_loss", False))  # step(lambda: loss) after the usual backward
         self._flops_per_shape: dict[tuple, float] = {}
         self.activation_bytes = 0
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
@@ -61,10 +63,10 @@ class Trainer:
                     if key not in self._flops_per_shape:
                         with clock.paused():
                             self._flops_per_shape[key] = self._meter_step(s.batch)
-                    self._train_step(s)
+                    evaluations = self._train_step(s)
                     s.step += 1
                     s.samples_seen += len(idx)
-                    s.flops += self._flops_per_shape[key]
+                    s.flops += self._flops_per_shape[key] * evaluations
                     self._emit("after_step")
                     s.wall_time = clock.elapsed
                     if sch.eval_every and s.step % sch.eval_every == 0:
@@ -89,27 +91,53 @@ class Trainer:
             s.extra["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(self.device)
         return s
 
-    def _train_step(self, s: TrainState) -> None:
+    def _train_step(self, s: TrainState) -> int:
+        """One optimizer step; returns how many metered evaluations (forward+backward, or the zeroth-order
+        optimizer's k forwards) it ran."""
         if not s.model.training:  # .train() walks every submodule: ~0.07 ms a step on a small CNN, so only on change
             s.model.train()
+        calls = 1
         if self.forward_passes:  # zeroth-order optimizer: it perturbs weights and calls the closure itself
             with torch.no_grad():
                 loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
             s.loss = torch.as_tensor(loss).detach()
             self._check_finite(s.loss)
+        elif self.closure_step:
+            calls = 0
+
+            def closure() -> torch.Tensor:  # the standard PyTorch closure; the first call's outputs are the step's
+                nonlocal calls
+                s.optimizer.zero_grad(set_to_none=True)
+                loss, per_sample, logits = self._loss(s.batch)
+                self._check_finite(loss)
+                loss.backward()
+                if calls == 0:
+                    s.loss, s.per_sample_loss, s.logits = loss.detach(), per_sample.detach(), logits.detach()
+                self._emit("after_backward")
+                self._clip_grads(s)
+                calls += 1
+                return loss
+
+            s.optimizer.step(closure)
         else:
             loss, per_sample, logits = self._loss(s.batch)
             self._check_finite(loss)
             loss.backward()
             self._emit("after_backward")
-            if self.schedule.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for p in s.model.parameters() if p.requires_grad],
-                                               self.schedule.grad_clip)
-            s.optimizer.step()
+            self._clip_grads(s)
+            if self.loss_step:
+                s.optimizer.step(lambda: loss.detach())
+            else:
+                s.optimizer.step()
             s.loss, s.per_sample_loss, s.logits = loss.detach(), per_sample.detach(), logits.detach()
         if s.scheduler is not None and s.step + 1 < s.extra["planned_steps"]:
             s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)
+        return calls
+
+    def _clip_grads(self, s: TrainState) -> None:
+        if self.schedule.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in s.model.parameters() if p.requires_grad], self.schedule.grad_clip)
 
     def _loss(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.task.forward(self.state.model, batch)  # [B, C]

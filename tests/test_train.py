@@ -129,3 +129,24 @@ def test_schedule_free_is_evaluated_on_its_averaged_weights():
     opt.eval()
     x = [p.detach().clone() for p in s.model.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(x, y))
+
+
+def test_closure_optimizers_get_the_standard_closure_and_every_evaluation_is_metered():
+    """L-BFGS calls the closure several times a step: the Trainer meters one forward+backward per call, and the
+    model-level memory account includes gradients (SANIA and L-BFGS are gradient methods)."""
+    base = {"task": "digits-mlp", "schedule": {"epochs": 1, "batch_size": 256, "max_steps": 3}}
+    adam = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "adamw"}}))
+    lbfgs = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "lbfgs", "lr": 0.1, "max_iter": 4}}))
+    sania = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "sania"}}))
+    alig = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "alig", "max_lr": 0.1}}))
+    per_step = adam.costs["train_flops"] / adam.costs["steps"]
+    assert lbfgs.status == "complete" and lbfgs.costs["steps"] == 3
+    evals = lbfgs.costs["train_flops"] / per_step
+    assert evals == round(evals) and 3 < evals <= 3 * 5  # ≥ 2 evaluations in some step, ≤ max_eval = 5/4·max_iter
+    assert sania.costs["train_flops"] == adam.costs["train_flops"]  # one closure call per step
+    assert alig.costs["train_flops"] == adam.costs["train_flops"]
+    params = adam.costs["trainable_params"] * 4
+    for r in (lbfgs, sania):  # parameters + gradients + state + activations
+        assert r.costs["train_memory_bytes"] >= 2 * params + r.costs["optimizer_state_bytes"]
+    for r in (lbfgs, sania, alig):  # all learned something in 3 steps (chance: 0.10)
+        assert r.metrics["accuracy"] > 0.15

@@ -55,6 +55,11 @@ class OptimMethod(ABC):
     An optimizer that needs only forward passes (e.g. MeZO) sets ``forward_passes_per_step = k`` on the optimizer
     object and implements ``step(closure)`` where ``closure()`` returns the loss without calling backward; the
     Trainer then skips backward and counts k forward passes of FLOPs per step.
+
+    An optimizer that needs the loss or several evaluations per step (Polyak steps, L-BFGS, SAM) sets
+    ``needs_closure = True``; the Trainer then calls ``step(closure)`` with the standard PyTorch closure (zero
+    grads, forward, backward, return the loss) and counts one forward+backward of FLOPs per closure call. One that
+    only reads the loss value after the usual backward sets ``needs_loss = True`` and gets ``step(lambda: loss)``.
     """
 
     def __init__(self, config: Any):

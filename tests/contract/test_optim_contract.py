@@ -39,11 +39,18 @@ def step(opt, m, x, y):
     if getattr(opt, "forward_passes_per_step", 0):
         with torch.no_grad():
             loss = opt.step(loss_fn)
+    elif getattr(opt, "needs_closure", False):
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+        loss = opt.step(closure)
     else:
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
-        opt.step()
+        opt.step((lambda: loss.detach()) if getattr(opt, "needs_loss", False) else None)
     opt.zero_grad()
     return float(loss.detach()) if torch.is_tensor(loss) else float(loss)
 

@@ -10,10 +10,9 @@ with B_t (the paper's "-SQR" choices, no square root, which makes the method inv
   - ``identity``:    B_t = I (the stochastic Polyak step, SPS)
 η = 1 in the paper (a tuning-free method); ``lr`` scales it. ``eps`` guards the diagonal. Our own implementation.
 
-It needs the loss value at each step: ``step(closure)`` with a closure returning the loss (no backward); SANIA
-calls backward itself. In the Trainer it therefore runs through the closure path; it declares
-``forward_passes_per_step = 3`` (forward + backward ≈ 3 forwards) so the FLOP meter stays honest, but the
-Trainer's model-level memory meter then omits gradients/activations for it.
+It needs the loss value at each step, so it declares ``needs_closure``: ``step(closure)`` takes the standard
+PyTorch closure (zero grads, forward, backward, return the loss), and the Trainer meters one forward+backward
+per call, with gradients and activations in its memory account like any gradient optimizer.
 """
 from __future__ import annotations
 
@@ -55,17 +54,17 @@ class SaniaConfig:
 
 
 class SaniaOptimizer(torch.optim.Optimizer):
-    forward_passes_per_step = 3  # the closure path: forward, then backward inside step()
+    needs_closure = True  # the Polyak step needs f_i(w_t): the Trainer passes its standard closure
 
     def __init__(self, params, lr=1.0, preconditioner="adam-sqr", beta=0.999, eps=1e-8, max_step=1e3):
         super().__init__(params, dict(lr=lr, preconditioner=preconditioner, beta=beta, eps=eps, max_step=max_step))
 
     def step(self, closure=None):
         if closure is None:
-            raise RuntimeError("SANIA needs step(closure) with a closure returning the loss (Polyak step).")
+            raise RuntimeError("SANIA needs step(closure): a closure that zeroes grads, computes the loss, calls "
+                               "backward and returns the loss (Polyak step).")
         with torch.enable_grad():
             loss = closure()
-            loss.backward()
         with torch.no_grad():
             for g in self.param_groups:
                 ps = [p for p in g["params"] if p.grad is not None]

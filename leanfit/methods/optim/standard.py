@@ -83,10 +83,13 @@ class AdamW(OptimMethod):
 
 # ---- pytorch-optimizer, every optimizer by name ---------------------------------------------------------------
 # name → why the Trainer (backward, then ``step()`` without a closure) cannot drive it
+# optimizers whose step() takes the standard closure (zero grads, forward, backward, return loss): the Trainer
+# passes one and meters every evaluation (train.py)
+NEEDS_CLOSURE = ("lbfgs",)
+# optimizers whose step(closure) only reads the loss value after the usual backward (AliG's Polyak step)
+NEEDS_LOSS = ("alig",)
 UNSUPPORTED: dict[str, str] = {
-    "lbfgs": "needs step(closure) that re-evaluates loss and gradients",
-    "alig": "needs step(closure) returning the loss (Polyak step)",
-    "bsam": "needs step(closure) for the sharpness-aware second pass",
+    "bsam": "fails in pytorch-optimizer 4.x on CPU (foreach update errors; KeyError 's' in its state after a step)",
     "adahessian": "needs Hessian-vector products (loss.backward(create_graph=True))",
     "sophiah": "needs Hessian-vector products (loss.backward(create_graph=True))",
     "adalomo": "fuses the update into backward and takes the model object, not parameters",
@@ -193,7 +196,12 @@ class LibOptim(OptimMethod):
             groups = param_groups(named_params, wd)
         else:
             groups = [{"params": [p for _, p in named_params]}]
-        return self.cls(groups, **kw)
+        opt = self.cls(groups, **kw)
+        if self.name in NEEDS_CLOSURE:
+            opt.needs_closure = True
+        if self.name in NEEDS_LOSS:
+            opt.needs_loss = True
+        return opt
 
 
 def _register_library() -> None:
