@@ -1,7 +1,8 @@
 """Merging benchmark → benchmarks/results/merge.json (+ merge_barrier.png).
 
 (1) ``barrier``: Git Re-Basin at small scale: pairs of MLPs / 1-D CNNs trained from different seeds on mnist1d; loss
-    and accuracy barrier along the linear path (midpoint and max over 11 points) before vs after weight matching.
+    and accuracy barrier along the linear path (midpoint and max over 11 points) before vs after weight matching;
+    for the MLPs also PLeaS (2407.02447) merges at ratios 0 / 0.5 / 1 vs the naive and weight-matched midpoints.
 (2) ``multitask``: a digits MLP "pre-trained" on digits, then fully fine-tuned on three digits-derived tasks with
     different label spaces and inputs (own head each); the shared body (fc1, fc2) is merged by every method and each
     task is evaluated with its own head.
@@ -69,6 +70,8 @@ def part1():
             row = {"arch": arch, "width": w, "acc_a": before["accuracy"][0], "acc_b": before["accuracy"][-1],
                    "before": R.barrier(before), "after": R.barrier(after), "matching_seconds": t_match,
                    "curve_before": before, "curve_after": after}
+            if arch == "mlp":
+                row.update(pleas_rows(task, sds, w))
             out.append(row)
             curves[f"{arch} w={w} naive"] = before
             curves[f"{arch} w={w} aligned"] = after
@@ -76,6 +79,40 @@ def part1():
     sel = {k: v for k, v in curves.items() if ("w=512" in k or "w=64" in k)}
     R.plot_curves(sel, str(RESULTS / "merge_barrier.png"), "mnist1d: linear path between two seeds")
     return out
+
+
+PLEAS_RATIOS, PLEAS_SAMPLES = [0.0, 0.5, 1.0], 2000
+
+
+@torch.no_grad()
+def pleas_rows(task, sds, w):
+    """PLeaS (2407.02447) merges of the two seeds at several ratios (fraction of units kept apart; the merged MLP is
+    w + round(ratio·w) wide), on PLEAS_SAMPLES train rows; with the midpoints of the naive and weight-matched
+    averages and the output ensemble (mean of the two models' logits) as references."""
+    from leanfit.methods.merge.pleas import Pleas, PleasConfig
+
+    def acc_loss(logits):
+        y = task.eval["labels"]
+        return {"accuracy": (logits.argmax(-1) == y).float().mean().item(),
+                "loss": torch.nn.functional.cross_entropy(logits, y).item()}
+
+    xe = task.eval["x"]
+    models = []
+    for sd in sds:
+        m = MLP(40, w, 10, 2).eval()
+        m.load_state_dict(sd)
+        models.append(m)
+    res = {}
+    for r in PLEAS_RATIOS:
+        t0 = time.perf_counter()
+        merged = Pleas(PleasConfig(ratio=r, n_samples=PLEAS_SAMPLES)).merge(None, sds, inputs=task.train["x"])
+        sec = time.perf_counter() - t0
+        width = merged["fc1.weight"].shape[0]
+        res[str(r)] = {"width": width, "params": sum(v.numel() for v in merged.values()), "merge_seconds": sec,
+                       **R.evaluate_sd(MLP(40, width, 10, 2), merged, task)}
+        print("pleas", w, r, res[str(r)]["accuracy"], flush=True)
+    return {"pleas": res, "params_one_model": sum(v.numel() for v in sds[0].values()),
+            "ensemble": acc_loss((models[0](xe) + models[1](xe)) / 2)}
 
 
 def digits_tasks():
@@ -275,7 +312,9 @@ def run_config(part, c=MINILM):
     if part == "barrier":
         return {"data": "mnist1d num_samples=5000 (4000 train/1000 eval)", "epochs": EPOCHS, "lr": LR, "batch": BS,
                 "optimizer": "Adam", "seeds": [0, 1], "mlp_widths": [32, 128, 512], "cnn_channels": [8, 32, 64],
-                "points": 11, "weight_matching": "Git Re-Basin Alg. 1"}
+                "points": 11, "weight_matching": "Git Re-Basin Alg. 1",
+                "pleas": {"ratios": PLEAS_RATIOS, "n_samples": PLEAS_SAMPLES, "rows": "train (seeded shuffle)",
+                          "archs": ["mlp"], "seed": 0}}
     if part == "multitask":
         return {"data": "sklearn digits; 3 derived tasks (digit / mirrored digit mod 3 / inverted parity)",
                 "model": "MLP 64-64-64, own head per task; body fc1+fc2 merged", "pretrain_epochs": 2,

@@ -1,2 +1,2 @@
 """Merging axis: combine fine-tuned models."""
-from . import arithmetic, rebasin  # noqa: F401  (registers the methods)
+from . import arithmetic, pleas, rebasin  # noqa: F401  (registers the methods)

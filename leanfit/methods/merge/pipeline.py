@@ -106,6 +106,13 @@ def run_merge(spec: Mapping[str, Any]) -> dict[str, Any]:
                                 empirical=merger.config.empirical)
             fishers.append(strip(f, heads[e["task_key"]]))
         merged = merger.merge(base_body, bodies, fishers=fishers)
+    elif entry.meta.get("needs") == "inputs":  # pleas: activations on the first task's train rows
+        if getattr(merger.config, "ratio", 0) != 0:
+            raise ConfigError(f"params.ratio must be 0 for `leanfit merge` (the merged model must fit the task's "
+                              f"model), but got {merger.config.ratio}. Fix: use ratio 0, or call "
+                              f"leanfit.methods.merge.pleas.pleas_merge for a wider merged MLP.")
+        first = tasks[entries[0]["task_key"]]
+        merged = merger.merge(base_body, bodies, inputs=first.train["x"])
     else:
         merged = merger.merge(base_body, bodies)
     rows = []
