@@ -183,22 +183,14 @@ class Trainer:
     # ---- evaluation (excluded from train time) ------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, fraction: float = 1.0, batch_size: int = 256) -> dict[str, float]:
-        model, task = self.state.model, self.task
+        task = self.task
         n = task.n_eval if fraction >= 1 else max(1, math.ceil(task.n_eval * fraction))
         order = torch.randperm(task.n_eval, generator=torch.Generator().manual_seed(0))[:n]
-        was_training = model.training
-        model.eval()
         self._optimizer_weights("eval")
-        correct, loss_sum = 0, 0.0
-        for idx in order.split(batch_size):
-            b = self._to_device(task.batch("eval", idx))
-            logits = task.forward(model, b)
-            loss_sum += F.cross_entropy(logits, b["labels"], reduction="sum").item()
-            correct += (logits.argmax(-1) == b["labels"]).sum().item()
-        model.train(was_training)
+        metrics = task.evaluate(self.state.model, "eval", order, batch_size, self._to_device)
         if not self._fit_done:
             self._optimizer_weights("train")
-        return {"accuracy": correct / n, "eval_loss": loss_sum / n}
+        return metrics
 
     def _optimizer_weights(self, mode: str) -> None:
         """Schedule-free optimizers (2405.15682) train on one iterate and evaluate another; their ``eval()`` /

@@ -66,6 +66,26 @@ class Task:
         out["index"] = index
         return out
 
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str = "eval", rows: torch.Tensor | None = None, batch_size: int = 256,
+                 to_device: Callable[[TensorDict], TensorDict] | None = None) -> dict[str, float]:
+        """Accuracy and mean cross-entropy (``eval_loss``) of ``model`` on ``rows`` of ``split`` (all, in order, if
+        None), in eval mode; the model's train/eval mode is restored afterwards."""
+        n_rows = self.n_train if split == "train" else self.n_eval
+        rows = torch.arange(n_rows) if rows is None else rows
+        was_training = model.training
+        model.eval()
+        correct, loss_sum = 0, 0.0
+        for idx in rows.split(batch_size):
+            b = self.batch(split, idx)
+            b = to_device(b) if to_device else b
+            logits = self.forward(model, b).float()
+            loss_sum += torch.nn.functional.cross_entropy(logits, b["labels"], reduction="sum").item()
+            correct += (logits.argmax(-1) == b["labels"]).sum().item()
+        model.train(was_training)
+        n = len(rows)
+        return {"accuracy": correct / n, "eval_loss": loss_sum / n}
+
     def data_hash(self) -> str:
         """Stable hash of the train/eval tensors, stored in every RunResult."""
         h = hashlib.sha256()

@@ -62,16 +62,9 @@ def require_task(task, method: str):
 @torch.no_grad()
 def accuracy(task, model: nn.Module, split: str = "eval", n: int | None = None, batch_size: int = 128) -> float:
     """Top-1 accuracy on the first ``n`` rows of ``split`` (all if None)."""
-    was = model.training
-    model.eval()
     data = task.train if split == "train" else task.eval
     n = len(data["labels"]) if n is None else min(n, len(data["labels"]))
-    correct = 0
-    for i in range(0, n, batch_size):
-        b = task.batch(split, torch.arange(i, min(i + batch_size, n)))
-        correct += int((task.forward(model, b).argmax(-1) == b["labels"]).sum())
-    model.train(was)
-    return correct / max(n, 1)
+    return task.evaluate(model, split, torch.arange(n), batch_size)["accuracy"] if n else 0.0
 
 
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:

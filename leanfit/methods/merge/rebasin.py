@@ -171,15 +171,8 @@ def evaluate_sd(model: torch.nn.Module, sd: StateDict, task, split: str = "eval"
                 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` loaded with ``sd`` on a task split."""
     model.load_state_dict(sd)
-    model.eval()
-    n = len((task.eval if split == "eval" else task.train)["labels"])
-    loss = correct = 0.0
-    for i in range(0, n, batch_size):
-        batch = task.batch(split, torch.arange(i, min(i + batch_size, n)))
-        logits = task.forward(model, batch).float()
-        loss += torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
-        correct += (logits.argmax(-1) == batch["labels"]).sum().item()
-    return {"loss": loss / n, "accuracy": correct / n}
+    r = task.evaluate(model, split, batch_size=batch_size)
+    return {"loss": r["eval_loss"], "accuracy": r["accuracy"]}
 
 
 def interpolation_curve(model, task, sd_a, sd_b, n_points: int = 11, split: str = "eval") -> dict[str, list[float]]:
