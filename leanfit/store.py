@@ -33,7 +33,28 @@ def open_storage(url: str | None = None) -> Any:
         require("psycopg2", extra="postgres")
         url = url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=None)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=None)
+    if url.startswith("sqlite"):
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine: Any) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN (``BEGIN IMMEDIATE``).
+
+    SQLite ignores Optuna's ``SELECT … FOR UPDATE``, so with pysqlite's deferred transactions two worker processes
+    can both read a trial as WAITING and both move it to RUNNING: the same trial ran twice (measured: 4 processes
+    popping 300 queued trials took 323–329). Serialising transactions makes the WAITING→RUNNING hand-over atomic,
+    as it is on PostgreSQL. The SQLAlchemy recipe for pysqlite: let SQLAlchemy, not the driver, emit BEGIN."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def result_attrs(result: RunResult) -> dict[str, Any]:
