@@ -53,7 +53,7 @@ METHODS: dict[str, tuple[dict, float]] = {
 
 
 def recipe(task: str, name: str, seed: int, args):
-    from leanfit.recipe import Recipe
+    from leanfit.engine.recipe import Recipe
 
     params, lr = METHODS[name]
     return Recipe.from_dict({"name": name, "task": {"name": task}, "adapter": {"name": name, **params},
@@ -63,7 +63,7 @@ def recipe(task: str, name: str, seed: int, args):
 
 def step_times(task, names: list[str], reps: int, batch_size: int) -> dict[str, float]:
     """Median seconds of one train step (forward, backward, AdamW step) per method, interleaved round-robin."""
-    from leanfit import registry
+    from leanfit.engine import registry
     from leanfit.methods.base import trainable_named_parameters
 
     batch = task.batch("train", torch.arange(batch_size))
@@ -113,8 +113,8 @@ def main() -> None:
                 plot_means(rows, RESULTS / f"adapters_{t}.png", f"{t}: accuracy vs trainable params")
         return
 
-    from leanfit.tasks import build_task
-    from leanfit.train import run_recipe
+    from leanfit.engine.task import build_task
+    from leanfit.engine.run import run_recipe
 
     out: dict = {}
     for tname in args.tasks:

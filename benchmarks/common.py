@@ -11,7 +11,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def meta() -> dict[str, Any]:
-    from leanfit.result import environment
+    from leanfit.engine.result import environment
 
     return {**environment(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

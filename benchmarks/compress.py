@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write  # noqa: E402
 
-from leanfit import registry  # noqa: E402
+from leanfit.engine import registry  # noqa: E402
 from leanfit.methods.compress.export import latency_side_by_side, measure  # noqa: E402
-from leanfit.methods.compress.pipeline import train_or_load  # noqa: E402
+from leanfit.workflows.compress import train_or_load  # noqa: E402
 
 CNN_RECIPE = {"task": {"name": "mnist1d-cnn"}, "adapter": "full", "optimizer": {"name": "adamw", "lr": 3e-3},
               "schedule": {"epochs": 12, "batch_size": 64}, "seed": 0}
@@ -64,8 +64,8 @@ BERT_STEPS = (
 
 def finetune(task, model, epochs, lr, batch_size):
     """Recovery fine-tuning after structured pruning (not a registered method: plain AdamW on all weights)."""
-    from leanfit.recipe import Schedule
-    from leanfit.train import Trainer
+    from leanfit.engine.recipe import Schedule
+    from leanfit.engine.trainer import Trainer
 
     for p in model.parameters():
         p.requires_grad_(True)
@@ -126,7 +126,7 @@ def bench_model(key, recipe, steps, rounds, bs, extra_trainings):
         t1 = time.time()
         cbs = [registry.get("compress", s["name"]).build({k: v for k, v in s.items() if k != "name"}) for s in st]
         etask, emodel, state = train_or_load(rec, None, cbs)
-        reports = list(state.extra.get("compress", []))
+        reports = list(state.compress_reports)
         rows.append(row(label, st, etask, base, emodel, base_m, reports, rounds, bs))
         print(f"[{key}] {label} acc={rows[-1]['accuracy']} params={rows[-1]['param_ratio']:.3f} "
               f"nz={rows[-1]['nonzero_ratio']:.3f} ({time.time() - t1:.0f}s)", flush=True)

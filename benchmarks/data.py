@@ -29,10 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write  # noqa: E402
 
-from leanfit.callbacks import Callback  # noqa: E402
-from leanfit.recipe import Recipe  # noqa: E402
-from leanfit.tasks import Task, build_task  # noqa: E402
-from leanfit.train import run_recipe  # noqa: E402
+from leanfit.engine.callbacks import Callback  # noqa: E402
+from leanfit.engine.recipe import Recipe  # noqa: E402
+from leanfit.engine.task import Task, build_task  # noqa: E402
+from leanfit.engine.run import run_recipe  # noqa: E402
 
 SELECTORS = {  # name in the table → data spec (without fraction)
     "random": {"name": "random"},
@@ -304,12 +304,12 @@ class reuse_scores:
                 rng = torch.get_rng_state()
                 out = fn(sel, state)
                 torch.set_rng_state(rng)
-                cache[key] = (out.clone(), dict(state.extra["data_scoring"]))
+                cache[key] = (out.clone(), dict(state.data_report["scoring"]))
                 return out
             out, cost = cache[key]
             me.hits += 1
             state.flops += cost["flops"]
-            state.extra["data_scoring"] = {**cost, "reused": True}
+            state.data_report["scoring"] = {**cost, "reused": True}
             return out.clone()
 
         return wrapped

@@ -29,7 +29,7 @@ from common import RESULTS, meta  # noqa: E402
 
 from leanfit.methods.merge import arithmetic as A  # noqa: E402
 from leanfit.methods.merge import rebasin as R  # noqa: E402
-from leanfit.tasks.base import Task  # noqa: E402
+from leanfit.engine.task import Task  # noqa: E402
 from leanfit.tasks.tabular import CNN1D, MLP  # noqa: E402
 
 torch.set_num_threads(1)
@@ -49,7 +49,7 @@ def train(model, x, y, epochs=EPOCHS, lr=LR, seed=0, params=None):
 
 
 def part1():
-    from leanfit.tasks import build_task
+    from leanfit.engine.task import build_task
 
     task = build_task("mnist1d-cnn")
     x, y = task.train["x"], task.train["labels"]
@@ -116,7 +116,7 @@ def pleas_rows(task, sds, w):
 
 
 def digits_tasks():
-    from leanfit.tasks import build_task
+    from leanfit.engine.task import build_task
 
     d = build_task("digits-mlp")
     xs, ys = d.train["x"], d.train["labels"]
@@ -211,8 +211,8 @@ SMOKE = {**MINILM, "n_train": 16, "n_val": 12, "n_eval": 16, "max_steps": 1, "fi
 def minilm_tasks(c):
     """Per task: ``fit`` (train rows; its eval split is the validation rows, so the Trainer's per-epoch check is
     cheap), ``val`` (validation rows carved from train: picks λ) and ``eval`` (the task's held-out rows)."""
-    from leanfit.tasks import build_task
-    from leanfit.tasks.base import stratified_split
+    from leanfit.engine.task import build_task
+    from leanfit.engine.task import stratified_split
 
     out = {}
     for name in MINILM_TASKS:
@@ -224,8 +224,8 @@ def minilm_tasks(c):
 
 
 def part3(c=MINILM):
-    from leanfit.recipe import Schedule
-    from leanfit.train import Trainer
+    from leanfit.engine.recipe import Schedule
+    from leanfit.engine.trainer import Trainer
 
     t0 = time.perf_counter()
     tasks = minilm_tasks(c)

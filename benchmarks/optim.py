@@ -96,8 +96,8 @@ def ttt(curve, target, key):
 
 
 def one(task_name, cfg, opt, params, seed, curve=False):
-    from leanfit.recipe import Recipe
-    from leanfit.train import run_recipe
+    from leanfit.engine.recipe import Recipe
+    from leanfit.engine.run import run_recipe
 
     rec = {"task": cfg["task"], "optimizer": {"name": opt, **params},
            "schedule": {"epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "eval_every": cfg["eval_every"]},
@@ -212,9 +212,9 @@ def step_times(task_name, steps=10):
     throughout; when it was not, steps-to-target × this step time is the comparable time-to-target (both are kept)."""
     import torch
 
-    from leanfit.recipe import Recipe
-    from leanfit.tasks import build_task
-    from leanfit.train import run_recipe
+    from leanfit.engine.recipe import Recipe
+    from leanfit.engine.task import build_task
+    from leanfit.engine.run import run_recipe
 
     torch.set_num_threads(1)
     cfg = TASKS[task_name]

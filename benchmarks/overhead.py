@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from common import median, write
-from leanfit.recipe import Schedule
-from leanfit.tasks import build_task
-from leanfit.train import Trainer
+from leanfit.engine.recipe import Schedule
+from leanfit.engine.task import build_task
+from leanfit.engine.trainer import Trainer
 
 
 def bare_loop(task, model, opt, batches) -> float:

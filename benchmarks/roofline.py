@@ -11,7 +11,7 @@ import torch
 
 from common import median, write
 from leanfit import Recipe, run_recipe
-from leanfit.tasks import build_task
+from leanfit.engine.task import build_task
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:

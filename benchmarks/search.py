@@ -30,14 +30,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from leanfit.callbacks import TrainState  # noqa: E402
-from leanfit.recipe import Recipe  # noqa: E402
-from leanfit.result import RunResult, environment  # noqa: E402
-from leanfit.study.runner import StudyConfig, make_sampler, open_study, run_trial  # noqa: E402
+from leanfit.engine.callbacks import TrainState  # noqa: E402
+from leanfit.engine.recipe import Recipe  # noqa: E402
+from leanfit.engine.result import RunResult, environment  # noqa: E402
+from leanfit.study.config import StudyConfig, make_sampler, open_study
+from leanfit.study.trial import run_trial  # noqa: E402
 from leanfit.study.space import SearchSpace  # noqa: E402
 from leanfit.study.stopper import MemoryRungBoard, StopperConfig, TrialStopper  # noqa: E402
-from leanfit.tasks import build_task  # noqa: E402
-from leanfit.train import run_recipe  # noqa: E402
+from leanfit.engine.task import build_task  # noqa: E402
+from leanfit.engine.run import run_recipe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TASKS = ("digits-mlp", "mnist1d-cnn")
@@ -90,7 +91,7 @@ def replay(cache: dict[str, Any]):
         r = RunResult.from_dict(json.loads(json.dumps(cache[recipe.id])))
         st = TrainState(task=None, model=None, optimizer=None, seed=recipe.seed, epochs=recipe.schedule.epochs,
                         batch_size=recipe.schedule.batch_size, generator=None)
-        st.extra["planned_steps"] = r.extra["planned_steps"]
+        st.planned_steps = r.extra["planned_steps"]
         for i, point in enumerate(r.curve):
             if i == len(r.curve) - 1:  # the final eval comes after on_fit_end
                 for cb in callbacks:

@@ -7,20 +7,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .engine import __version__
 
 _EXPORTS = {
-    "Recipe": "recipe", "Schedule": "recipe", "MethodSpec": "recipe",
-    "Trainer": "train", "run_recipe": "train", "build_run": "train",
-    "Callback": "callbacks", "TrainState": "callbacks",
-    "RunResult": "result",
-    "Task": "tasks", "build_task": "tasks", "list_tasks": "tasks", "register_task": "tasks",
-    "register": "registry", "list_methods": "registry", "get_method": "registry",
-    "open_storage": "store", "save_run": "store", "load_runs": "store",
+    "Recipe": "engine.recipe", "Schedule": "engine.recipe", "MethodSpec": "engine.recipe",
+    "Trainer": "engine.trainer", "run_recipe": "engine.run", "build_run": "engine.run",
+    "Callback": "engine.callbacks", "TrainState": "engine.callbacks",
+    "RunResult": "engine.result",
+    "Task": "engine.task", "build_task": "engine.task", "list_tasks": "engine.task", "register_task": "engine.task",
+    "register": "engine.registry", "list_methods": "engine.registry", "get_method": "engine.registry",
+    "open_storage": "engine.store", "save_run": "engine.store", "load_runs": "engine.store",
     "StudyConfig": "study", "SearchSpace": "study", "run_study": "study",
     "pareto_front": "report.pareto",
-    "LeanfitError": "errors", "ConfigError": "errors", "DataError": "errors", "UnknownNameError": "errors",
-    "NonFiniteLossError": "errors",
+    "LeanfitError": "engine.errors", "ConfigError": "engine.errors", "DataError": "engine.errors",
+    "UnknownNameError": "engine.errors", "NonFiniteLossError": "engine.errors",
 }
 _ALIASES = {"get_method": "get"}
 

@@ -2,7 +2,7 @@
 compress example runs end to end (shortened)."""
 from pathlib import Path
 
-from leanfit.recipe import Recipe, load_mapping
+from leanfit.engine.recipe import Recipe, load_mapping
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -21,7 +21,7 @@ def test_space_example_validates():
 
 
 def test_compress_example_runs():
-    from leanfit.methods.compress.pipeline import run_compress
+    from leanfit.workflows.compress import run_compress
 
     spec = load_mapping(EXAMPLES / "compress.yaml")
     spec["schedule"] = {**spec["schedule"], "epochs": 1}

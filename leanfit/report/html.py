@@ -10,7 +10,7 @@ import html as _html
 from pathlib import Path
 from typing import Sequence
 
-from ..result import RunResult
+from ..engine.result import RunResult
 from .pareto import pareto_front, value
 from .profiles import Profiles
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..result import RunResult
+from ..engine.result import RunResult
 
 
 def value(r: RunResult, key: str) -> float:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from ..result import RunResult
+from ..engine.result import RunResult
 from .pareto import pareto_front, value
 
 if TYPE_CHECKING:
@@ -99,3 +99,22 @@ def profiles_png(profiles: "Profiles", path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for label, c in curves.items():
+        axes[0].plot(c["alpha"], c["loss"], marker="o", label=label)
+        axes[1].plot(c["alpha"], c["accuracy"], marker="o", label=label)
+    axes[0].set(xlabel="α (0 = A, 1 = B)", ylabel="eval loss")
+    axes[1].set(xlabel="α (0 = A, 1 = B)", ylabel="eval accuracy")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from ..errors import check
-from ..result import RunResult
+from ..engine.errors import check
+from ..engine.result import RunResult
 
 TIME_KEYS = ("wall_time_s", "flops", "samples", "step")
 TAU_MAX = 4.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..result import RunResult
+from ..engine.result import RunResult
 
 
 def human(n: float, unit: str = "") -> str:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import ConfigError, UnknownNameError, check
-from ..result import COST_KEYS, RunResult
+from ..engine.errors import ConfigError, UnknownNameError, check
+from ..engine.result import COST_KEYS, RunResult
 
 MAXIMIZE = ("accuracy",)
 MINIMIZE = (*COST_KEYS, "trainable_fraction", "eval_loss")

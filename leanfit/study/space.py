@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError, UnknownNameError, check
+from ..engine.errors import ConfigError, check, check_keys
 
 AXES = ("adapter", "optimizer", "data", "compress")  # recipe field → registry axis below
 REGISTRY_AXIS = {"adapter": "adapters", "optimizer": "optim", "data": "data", "compress": "compress"}
@@ -174,9 +174,7 @@ class SearchSpace:
     def from_dict(cls, d: Mapping[str, Any], validate: bool = True) -> "SearchSpace":
         if not isinstance(d, Mapping):
             raise ConfigError(f"a search space must be a mapping, but got {type(d).__name__}. Fix: see docs/study.md.")
-        unknown = sorted(set(d) - set(TOP_KEYS))
-        if unknown:
-            raise UnknownNameError("search-space key", unknown[0], TOP_KEYS)
+        check_keys(d, TOP_KEYS, "search space")
         axes = tuple(_parse_axis(a, d[a]) for a in AXES if d.get(a) is not None)
         if not any(a.name == "adapter" for a in axes):
             axes = (Axis("adapter", (Choice("full"),)),) + axes
@@ -192,15 +190,15 @@ class SearchSpace:
 
     @classmethod
     def load(cls, path: str | Path) -> "SearchSpace":
-        from ..recipe import load_mapping
+        from ..engine.recipe import load_mapping
 
         return cls.from_dict(load_mapping(path))
 
     def validate(self) -> None:
         """Every method exists in the registry (unknown names list close matches) and every parameter's extreme
         values pass the method's config dataclass; the schedule's extremes pass ``Schedule``."""
-        from .. import registry
-        from ..recipe import Schedule
+        from ..engine import registry
+        from ..engine.recipe import Schedule
 
         for ax in self.axes:
             for c in ax.choices:
@@ -214,13 +212,11 @@ class SearchSpace:
                     for v in p.extremes()[1:]:
                         entry.make_config({**base, k: v})
         base = {k: p.extremes()[0] for k, p in self.schedule}
-        try:
-            Schedule(**base)
-            for k, p in self.schedule:
-                for v in p.extremes()[1:]:
-                    Schedule(**{**base, k: v})
-        except TypeError as e:
-            raise ConfigError(f"schedule: {e}. Valid keys: {sorted(Schedule.__dataclass_fields__)}.") from None
+        check_keys(base, Schedule.__dataclass_fields__, "schedule")
+        Schedule(**base)
+        for k, p in self.schedule:
+            for v in p.extremes()[1:]:
+                Schedule(**{**base, k: v})
         for v in self.seed.extremes():
             check(isinstance(v, int) and v >= 0, "seed", v, "an integer ≥ 0")
 
@@ -256,7 +252,7 @@ class SearchSpace:
 
     def recipe(self, flat: Mapping[str, Any], task: Any = None) -> "Any":
         """The Recipe of a flat point (from ``suggest`` or ``grid``)."""
-        from ..recipe import Recipe
+        from ..engine.recipe import Recipe
 
         task = task or self.task
         if task is None:

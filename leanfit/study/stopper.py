@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from ..callbacks import Callback, TrainState
-from ..errors import check
+from ..engine.callbacks import Callback, TrainState
+from ..engine.errors import check
 
 RESOURCES = ("samples", "flops")
 
@@ -132,7 +132,7 @@ class TrialStopper(Callback):
 
     def on_eval(self, state: TrainState) -> None:
         # an eval after the last planned step (or the final one) only records: the run has trained to the end
-        final = self._finished or state.step >= state.extra.get("planned_steps", float("inf"))
+        final = self._finished or state.step >= (state.planned_steps or float("inf"))
         if not self.observe(self.resource(state), float(state.metrics[self.config.metric]), final):
             k, value, _ = self.decisions[-1]
             c = self.config

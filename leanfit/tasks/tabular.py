@@ -6,8 +6,8 @@ import functools
 import torch
 from torch import nn
 
-from . import register_task
-from .base import Task, stratified_split
+from ..engine.errors import check
+from ..engine.task import Task, register_task, stratified_split
 
 
 class MLP(nn.Module):
@@ -76,8 +76,6 @@ def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | Non
                share_layers: bool = False) -> Task:
     from sklearn.datasets import load_digits
 
-    from ..errors import check
-
     check(isinstance(depth, int) and depth >= 2, "digits-mlp depth", depth, "an integer >= 2 (hidden layers)")
 
     x, y = load_digits(return_X_y=True)
@@ -112,8 +110,6 @@ def _mnist1d(num_samples: int, seed: int):
 @register_task("mnist1d-cnn", "mnist1d (procedural 1-D digits, 4,000/1,000, 10 classes) with a 1-D CNN; seconds")
 def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None = None, depth: int = 2,
                 share_layers: bool = False) -> Task:
-    from ..errors import check
-
     check(isinstance(depth, int) and 1 <= depth <= 4, "mnist1d-cnn depth", depth,
           "an integer in [1, 4] (strided convs after conv1)")
     d = _mnist1d(num_samples, 42)

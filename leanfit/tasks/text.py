@@ -8,10 +8,8 @@ MiniLM was trained with). Attention is forced to the eager implementation so Flo
 from __future__ import annotations
 
 import copy
-import csv
 import functools
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import DataError, MissingExtraError
-from . import register_task
-from .base import Task, stratified_split
+from ..engine.errors import DataError, MissingExtraError
+from ..engine.task import Task, register_task, stratified_split
+from .files import label_ids, read_table
 
 MINILM_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -140,57 +138,17 @@ def minilm_bbc(n_train: int | None = None, n_eval: int | None = None, eval_fract
 
 
 # ---- user files ---------------------------------------------------------------------------------------------
-def read_table(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
-    """Read (texts, raw labels) from CSV, TSV, JSONL/JSON, or a local HF dataset folder (save_to_disk)."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"data file {str(p)!r} does not exist. Fix: check the path.")
-    if p.is_dir():
-        try:
-            import datasets  # optional
-        except ImportError:
-            raise MissingExtraError("reading a HF dataset folder needs `datasets`. Fix: pip install datasets") from None
-        ds = datasets.load_from_disk(str(p))
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds["train"]
-        rows: list[dict[str, Any]] = list(ds)
-    elif p.suffix in (".jsonl", ".json"):
-        text = p.read_text(encoding="utf-8")
-        rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
-    elif p.suffix in (".csv", ".tsv", ".txt"):
-        with p.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if p.suffix != ".csv" else ","))
-    else:
-        raise DataError(f"unsupported data file type {p.suffix!r} for {p}. Fix: use .csv, .tsv, .jsonl, .json "
-                        "or a HF dataset folder.")
-    if not rows:
-        raise DataError(f"data file {p} has no rows.")
-    found = sorted(rows[0])
-    for col in (text_column, label_column):
-        if col not in rows[0]:
-            raise DataError(f"column {col!r} is not in {p}. Columns found: {found}. "
-                            f"Fix: set text_column/label_column in the task to one of these.")
-    return [str(r[text_column]) for r in rows], [str(r[label_column]) for r in rows]
-
-
-def _label_ids(*label_lists: list[str]) -> tuple[list[list[int]], list[str]]:
-    names = sorted({l for ls in label_lists for l in ls}, key=lambda s: (not s.lstrip("-").isdigit(),
-                                                                         int(s) if s.lstrip("-").isdigit() else 0, s))
-    ix = {n: i for i, n in enumerate(names)}
-    return [[ix[l] for l in ls] for ls in label_lists], names
-
-
 @register_task("text-file", "your data: a local HF model folder (default MiniLM) + CSV/TSV/JSONL file(s)")
 def text_file(train: str, eval: str | None = None, text_column: str = "text", label_column: str = "label",
               model: str | None = None, max_length: int = 64, n_train: int | None = None,
               n_eval: int | None = None, eval_fraction: float = 0.2, name: str = "text-file") -> Task:
     xt, lt = read_table(train, text_column, label_column)
     if eval is None:
-        (yt,), names = _label_ids(lt)
+        (yt,), names = label_ids(lt)
         return _split_and_build(name, xt, yt, names, n_train, n_eval, eval_fraction, max_length, model,
                                 f"text file {train}")
     xe, le = read_table(eval, text_column, label_column)
-    (yt, ye), names = _label_ids(lt, le)
+    (yt, ye), names = label_ids(lt, le)
     itr = _subsample(torch.arange(len(yt)), torch.tensor(yt), n_train, 1)
     iev = _subsample(torch.arange(len(ye)), torch.tensor(ye), n_eval, 2)
     return build_text_task(name, [xt[i] for i in itr], [yt[i] for i in itr], [xe[i] for i in iev],

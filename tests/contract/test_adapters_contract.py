@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from leanfit import registry
-from leanfit.errors import ConfigError
-from leanfit.methods.adapters._layers import _is_head
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.task import is_head
 from leanfit.methods.adapters.io import load_adapter, save_adapter
-from leanfit.tasks import build_task
-from leanfit.tasks.base import Task
+from leanfit.engine.task import build_task
+from leanfit.engine.task import Task
 
 METHODS = [e.name for e in registry.list_methods("adapters")]
 
@@ -101,7 +101,7 @@ def test_adapter_contract(name, task_name):
     # only adapter + head params train
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     allowed = ALLOWED_ORIGINAL.get(name, lambda n: False)
-    bad = [n for n, p in originals.items() if id(p) in trainable and not _is_head(n, task.head) and not allowed(n)]
+    bad = [n for n, p in originals.items() if id(p) in trainable and not is_head(n, task.head) and not allowed(n)]
     assert not bad, f"{name} trains original tensors {bad[:5]}"
     assert trainable, f"{name} left nothing trainable"
     # trainable count == paper formula
@@ -147,7 +147,7 @@ def test_roundtrip_in_fresh_process(tmp_path):
         expect[name] = forward(task, model).tolist()
     code = textwrap.dedent(f"""
         import json, torch
-        from leanfit.tasks import build_task
+        from leanfit.engine.task import build_task
         from leanfit.methods.adapters.io import load_adapter
         task = build_task("digits-mlp")
         out = {{}}

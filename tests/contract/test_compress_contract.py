@@ -9,14 +9,14 @@ import dataclasses
 import pytest
 import torch
 
-from leanfit import registry
-from leanfit.errors import ConfigError
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
 from leanfit.methods.compress import lowrank, quant
 from leanfit.methods.compress.export import count_weights, file_bytes
-from leanfit.recipe import Recipe
-from leanfit.tasks import build_task
-from leanfit.tasks.base import Task
-from leanfit.train import run_recipe
+from leanfit.engine.recipe import Recipe
+from leanfit.engine.task import build_task
+from leanfit.engine.task import Task
+from leanfit.engine.run import run_recipe
 
 METHODS = [e.name for e in registry.list_methods("compress")]
 SMALL = {"laser": {"rhos": [0.1, 0.5], "n_val": 64, "tolerance": 0.5}, "svd": {"energy": 0.5}, "gptq": {"n_calib": 64}, "structured": {"n_calib": 32}}
@@ -46,7 +46,7 @@ def cnn():
 
 
 def task_for(name, cnn):
-    return tiny_bert_task() if registry.get("compress", name).meta.get("needs") == "transformer" else cnn
+    return tiny_bert_task() if registry.get("compress", name).capabilities.needs_blocks else cnn
 
 
 def check_report(rep: dict, model, before) -> None:
@@ -101,7 +101,7 @@ def test_entry_metadata_and_bad_config(name):
         e.build({f.name: bad})
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("compress", n).meta.get("needs") != "transformer"])
+@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("compress", n).capabilities.needs_blocks is False])
 def test_works_as_recipe_step(name, cnn):
     r = Recipe.from_dict({"task": {"name": "mnist1d-cnn", "num_samples": 400}, "adapter": "full", "optimizer": {"name": "adamw", "lr": 3e-3},
                           "compress": [{"name": name, **SMALL.get(name, {})}], "schedule": {"epochs": 1, "batch_size": 64}})

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from leanfit import registry
-from leanfit.callbacks import Callback
-from leanfit.errors import ConfigError
-from leanfit.recipe import Schedule
-from leanfit.tasks import build_task
-from leanfit.train import Trainer
+from leanfit.engine import registry
+from leanfit.engine.callbacks import Callback
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.recipe import Schedule
+from leanfit.engine.task import build_task
+from leanfit.engine.trainer import Trainer
 
 METHODS = [e.name for e in registry.list_methods("data")]
 
@@ -55,13 +55,13 @@ def fit(task, name, params=None, seed=0, epochs=2):
 
 
 def params_for(name):
-    return {"fraction": 0.3} if registry.get("data", name).meta.get("fraction") else {}
+    return {"fraction": 0.3} if registry.get("data", name).capabilities.fraction else {}
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_indices_valid_and_unique(task, name):
     s, rec, _ = fit(task, name, params_for(name))
-    unique = registry.get("data", name).meta.get("unique", True)
+    unique = registry.get("data", name).capabilities.unique_rows
     for idx, n in zip(rec.indices, rec.n_train):
         assert idx.dtype == torch.long and idx.dim() == 1 and len(idx) > 0
         assert int(idx.min()) >= 0 and int(idx.max()) < n
@@ -69,7 +69,7 @@ def test_indices_valid_and_unique(task, name):
             assert len(idx.unique()) == len(idx)
     assert task.n_train == 300  # selectors that grow the data (SMOTE) restore the shared task
     assert s.step == sum(math.ceil(len(i) / 32) for i in rec.indices)
-    assert s.extra["planned_steps"] == s.step  # the LR schedule was re-planned to the rows actually visited
+    assert s.planned_steps == s.step  # the LR schedule was re-planned to the rows actually visited
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -83,7 +83,7 @@ def test_deterministic_for_a_seed(task, name):
     assert a.metrics == b.metrics
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("data", n).meta.get("fraction")])
+@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("data", n).capabilities.fraction])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
 def test_fraction_honoured(task, name, fraction):
     _, rec, _ = fit(task, name, {"fraction": fraction}, epochs=2)
@@ -91,7 +91,7 @@ def test_fraction_honoured(task, name, fraction):
         assert len(idx) == round(fraction * task.n_train)
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("data", n).meta.get("fraction")])
+@pytest.mark.parametrize("name", [n for n in METHODS if registry.get("data", n).capabilities.fraction])
 @pytest.mark.parametrize("bad", [0, 1.5, -0.1, "half"])
 def test_bad_fraction_is_a_clear_error(name, bad):
     with pytest.raises(ConfigError, match=r"fraction must be a number in \(0, 1\].*but got"):
@@ -107,8 +107,8 @@ def test_changes_something_and_counts_scoring(task, name):
     for w in rec.weights:
         if w is not None:
             assert len(w) == task.n_train and torch.isfinite(w).all() and (w > 0).all()
-    if "data_scoring" in s.extra:
-        sc = s.extra["data_scoring"]
+    if "scoring" in s.data_report:
+        sc = s.data_report["scoring"]
         assert sc["flops"] > 0 and sc["wall_time_s"] >= 0
         assert s.flops > sc["flops"]  # the run's FLOPs include the scoring FLOPs plus its own steps
 

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 import torch
 
-from leanfit import registry
-from leanfit.errors import ConfigError
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
 from leanfit.tasks.tabular import MLP
 
 METHODS = [e.name for e in registry.list_methods("merge")]
@@ -25,8 +25,8 @@ def sd_of(seed, base=None, scale=0.1):
 
 def do_merge(name, base, fts):
     merger = registry.get("merge", name).build({})
-    if registry.get("merge", name).meta.get("needs") == "fisher":
-        return merger.merge(base, fts, fishers=[{k: torch.rand_like(v) + 0.1 for k, v in sd.items()} for sd in fts])
+    if "fisher" in registry.get("merge", name).capabilities.inputs:
+        return merger.merge(base, fts, fisher=[{k: torch.rand_like(v) + 0.1 for k, v in sd.items()} for sd in fts])
     return merger.merge(base, fts)
 
 
@@ -47,8 +47,8 @@ def test_merging_identical_models_returns_that_model(name, n):
     entry = registry.get("merge", name)
     params = IDENTITY_PARAMS.get(name, {})
     fts = [dict(ft) for _ in range(n)]
-    if entry.meta.get("needs") == "fisher":
-        merged = entry.build(params).merge(base, fts, fishers=[{k: torch.rand_like(v) + 0.1 for k, v in ft.items()}
+    if "fisher" in entry.capabilities.inputs:
+        merged = entry.build(params).merge(base, fts, fisher=[{k: torch.rand_like(v) + 0.1 for k, v in ft.items()}
                                                                 for _ in fts])
     else:
         merged = entry.build(params).merge(base, fts)
@@ -88,7 +88,7 @@ def test_bad_config_names_the_field(name):
         entry.build({fields[0]: "not-a-valid-value"})
 
 
-@pytest.mark.parametrize("name", [e.name for e in registry.list_methods("merge") if e.meta.get("aligns")])
+@pytest.mark.parametrize("name", [e.name for e in registry.list_methods("merge") if e.capabilities.aligns])
 def test_alignment_leaves_function_unchanged(name):
     from leanfit.methods.merge.rebasin import align
 

@@ -1,7 +1,8 @@
 """Contract tests for every registered optimizer (generated from the registry): loss falls on a toy problem,
 state_dict save/load resumes bit-exactly, and the reported optimizer-state bytes equal the bytes of the state
-tensors. Library optimizers the Trainer cannot drive carry meta["unsupported"] with the reason and are skipped
-(but must refuse to build with an error naming that reason)."""
+tensors. Library optimizers the Trainer cannot drive carry ``Capabilities.unsupported`` with the reason and are
+skipped (but must refuse to build with an error naming that reason). Every step goes through the Trainer, so the
+test exercises the one step protocol (plain, closure, loss or zeroth-order) that runs use."""
 from __future__ import annotations
 
 import copy
@@ -10,9 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leanfit import registry
-from leanfit.errors import ConfigError
-from leanfit.measure import optimizer_state_bytes
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.meters import optimizer_state_bytes
+from leanfit.engine.recipe import Schedule
+from leanfit.engine.task import Task
+from leanfit.engine.trainer import Trainer
 
 ENTRIES = {e.name: e for e in registry.list_methods("optim")}
 # hyperparameters for the toy problem where a default is tuned for another scale (stated, not hidden)
@@ -34,25 +38,16 @@ def toy():
     return m, x, y
 
 
-def step(opt, m, x, y):
-    loss_fn = lambda: F.cross_entropy(m(x), y)  # noqa: E731
-    if getattr(opt, "forward_passes_per_step", 0):
-        with torch.no_grad():
-            loss = opt.step(loss_fn)
-    elif getattr(opt, "needs_closure", False):
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-        loss = opt.step(closure)
-    else:
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        opt.step((lambda: loss.detach()) if getattr(opt, "needs_loss", False) else None)
-    opt.zero_grad()
-    return float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+def toy_task(x, y):
+    data = {"x": x, "labels": y}
+    return Task("toy", lambda seed: None, data, data, 3, head=(), forward=lambda model, b: model(b["x"]))
+
+
+def steps(opt, m, x, y, k):
+    """k full-batch optimizer steps through the Trainer (its step protocol, no evals); returns the last loss."""
+    s = Trainer(toy_task(x, y), m, opt, Schedule(epochs=k, batch_size=64), seed=1, evaluate=False,
+                measure_memory=False).fit()
+    return float(s.loss)
 
 
 def build(name, m):
@@ -60,7 +55,7 @@ def build(name, m):
 
 
 def supported(name):
-    reason = ENTRIES[name].meta.get("unsupported")
+    reason = ENTRIES[name].capabilities.unsupported
     if reason:
         m, _, _ = toy()
         with pytest.raises(ConfigError, match="cannot run in the leanfit Trainer"):
@@ -86,8 +81,7 @@ def test_optimizer_contract(name):
     opt = build(name, m)
     with torch.no_grad():
         before = float(F.cross_entropy(m(x), y))
-    for _ in range(2):
-        step(opt, m, x, y)
+    steps(opt, m, x, y, 2)
     # state bytes: what the meter reports equals the tensors found in the optimizer's state_dict
     reported = optimizer_state_bytes(opt)
     if hasattr(opt, "state_bytes"):
@@ -95,21 +89,16 @@ def test_optimizer_contract(name):
     else:
         assert reported == _nested_tensor_bytes(opt.state_dict()["state"], set())
     saved = copy.deepcopy({"model": m.state_dict(), "opt": opt.state_dict()})  # a checkpoint snapshot
-    torch.manual_seed(1)
-    for _ in range(2):
-        step(opt, m, x, y)
+    steps(opt, m, x, y, 2)
     ref = [p.detach().clone() for p in m.parameters()]
     m2, _, _ = toy()
     m2.load_state_dict(saved["model"])
     opt2 = build(name, m2)
     opt2.load_state_dict(copy.deepcopy(saved["opt"]))
-    torch.manual_seed(1)
-    for _ in range(2):
-        step(opt2, m2, x, y)
+    steps(opt2, m2, x, y, 2)
     for a, b in zip(ref, m2.parameters()):
         assert torch.equal(a, b), f"{name}: resumed run differs (max |Δ|={float((a - b).abs().max()):.3g})"
-    for _ in range(TOY_STEPS.get(name, 15) - 4):
-        step(opt, m, x, y)
+    steps(opt, m, x, y, TOY_STEPS.get(name, 15) - 4)
     with torch.no_grad():
         after = float(F.cross_entropy(m(x), y))
     assert after < before, f"{name}: loss {before:.4f} -> {after:.4f}"

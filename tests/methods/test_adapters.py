@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from leanfit import registry
-from leanfit.errors import ConfigError
-from leanfit.tasks.base import Task
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.task import Task
 
 
 class Net(nn.Module):
@@ -198,9 +198,9 @@ def test_bad_config_errors_name_the_rule():
 
 @pytest.mark.parametrize("name", ["lora_xs", "nola", "compacter"])
 def test_runs_through_a_recipe(name):
-    from leanfit.recipe import Recipe
-    from leanfit.tasks import build_task
-    from leanfit.train import run_recipe
+    from leanfit.engine.recipe import Recipe
+    from leanfit.engine.task import build_task
+    from leanfit.engine.run import run_recipe
 
     t = build_task("digits-mlp")
     r = run_recipe(Recipe.from_dict({"task": {"name": "digits-mlp"}, "adapter": {"name": name},

@@ -6,9 +6,9 @@ import peft
 import pytest
 import torch
 
-from leanfit import registry
+from leanfit.engine import registry
 from leanfit.methods.adapters.peft_methods import SPECS
-from leanfit.tasks import build_task
+from leanfit.engine.task import build_task
 
 DIRECT = {  # the peft call each leanfit name must equal, written out independently
     "lora": lambda t: peft.LoraConfig(r=8, lora_alpha=16, target_modules=["fc1", "fc2"], modules_to_save=["head"]),
@@ -75,7 +75,7 @@ def test_peft_version_pinned_and_registration_closed():
 
 
 def test_peft_options_errors_are_config_errors(digits):
-    from leanfit.errors import ConfigError
+    from leanfit.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match="peft rejected"):
         registry.get("adapters", "vera").build({"options": {"not_an_arg": 1}}).apply(digits.build_model(0), digits)

@@ -7,11 +7,12 @@ import torch
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
 
-from leanfit import registry
-from leanfit.errors import ConfigError
-from leanfit.recipe import Recipe, Schedule
-from leanfit.tasks import Task, build_task
-from leanfit.train import Trainer, run_recipe
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.recipe import Recipe, Schedule
+from leanfit.engine.task import Task, build_task
+from leanfit.engine.run import run_recipe
+from leanfit.engine.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_smote_matches_imblearn_and_restores_task(imb_task):
                                                                 imb_task.train["labels"].numpy())
     np.testing.assert_allclose(seen["x"].numpy(), xr, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(seen["y"].numpy(), yr)
-    assert s.extra["data_synthetic_rows"] == len(yr) - n
+    assert s.data_report["synthetic_rows"] == len(yr) - n
     assert imb_task.n_train == n
 
 

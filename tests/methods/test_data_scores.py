@@ -17,7 +17,7 @@ from leanfit.methods.data.momentum import difficulty_weights, ema_update
 from leanfit.methods.data.random_subset import random_subset, rs2_schedule
 from leanfit.methods.data.reference_loss import band_select, color_scores
 from leanfit.methods.data.s2l import s2l_select
-from leanfit.tasks.base import default_forward
+from leanfit.engine.task import default_forward
 
 
 def g(seed=0):

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from leanfit.errors import ConfigError
+from leanfit.engine.errors import ConfigError
 from leanfit.methods.merge import arithmetic as A
 from leanfit.methods.merge import rebasin as R
 from leanfit.tasks.tabular import CNN1D, MLP
@@ -116,7 +116,7 @@ def test_fisher_merge_equation_and_limits():
 
 
 def test_diagonal_fisher_matches_per_example_gradients():
-    from leanfit.tasks import build_task
+    from leanfit.engine.task import build_task
 
     task = build_task("digits-mlp", hidden=16, n_train=40)
     model = task.build_model(0)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from leanfit import registry
-from leanfit.errors import ConfigError
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError
 from leanfit.methods.merge import pleas as P
 from leanfit.methods.merge import rebasin as R
 from leanfit.tasks.tabular import CNN1D, MLP
@@ -147,8 +147,8 @@ def test_bad_inputs_have_clear_errors():
 def test_run_merge_feeds_task_rows_and_rejects_wider_models(tmp_path):
     from safetensors.torch import save_file
 
-    from leanfit.methods.merge.pipeline import run_merge
-    from leanfit.tasks import build_task
+    from leanfit.workflows.merge import run_merge
+    from leanfit.engine.task import build_task
 
     tp = {"hidden": 16, "n_train": 200}
     task = build_task("digits-mlp", **tp)

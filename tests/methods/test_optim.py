@@ -3,14 +3,16 @@ here; the library wrappers against pytorch-optimizer itself; state memory ratios
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from leanfit import registry
-from leanfit.errors import ConfigError
-from leanfit.measure import optimizer_state_bytes
+from leanfit.engine import registry
+from leanfit.engine.task import is_head
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.meters import optimizer_state_bytes
 from leanfit.methods.optim.frugal import frugal_update_
 from leanfit.methods.optim.mezo import direction, spsa_projected_grad
 from leanfit.methods.optim.sania import SaniaOptimizer
@@ -81,8 +83,8 @@ def test_mezo_config_errors_name_field():
 
 @pytest.mark.slow
 def test_mezo_memory_is_inference_level_on_minilm():
-    from leanfit.recipe import Recipe
-    from leanfit.train import run_recipe
+    from leanfit.engine.recipe import Recipe
+    from leanfit.engine.run import run_recipe
 
     base = {"task": {"name": "minilm-bbc", "n_train": 16, "n_eval": 16, "max_length": 32},
             "schedule": {"epochs": 1, "batch_size": 8, "max_steps": 2}}
@@ -241,7 +243,8 @@ def test_galore_and_fira_project_2d_weights():
 def test_muon_orthogonalises_hidden_matrices_only():
     m = mlp()
     named = [("encoder.0.weight", m[0].weight), ("encoder.0.bias", m[0].bias), ("classifier.weight", m[4].weight)]
-    opt = registry.get("optim", "muon").build({}).build(named)
+    head = SimpleNamespace(is_head=lambda n: is_head(n, ("classifier",)))  # the task names its head
+    opt = registry.get("optim", "muon").build({}).build(named, head)
     use = {id(p): g["use_muon"] for g in opt.param_groups for p in g["params"]}
     assert use[id(m[0].weight)] and not use[id(m[0].bias)] and not use[id(m[4].weight)]
 
@@ -268,9 +271,9 @@ def test_unsupported_library_optimizer_explains_why():
 
 # ---- LR schedules (Trainer) -----------------------------------------------------------------------------------
 def lrs(schedule):
-    from leanfit.recipe import Schedule
-    from leanfit.tasks import build_task
-    from leanfit.train import Trainer
+    from leanfit.engine.recipe import Schedule
+    from leanfit.engine.task import build_task
+    from leanfit.engine.trainer import Trainer
 
     task = build_task("digits-mlp", n_train=320)
     model = task.build_model(0)

@@ -6,7 +6,7 @@ import pytest
 
 from leanfit.report.html import study_html
 from leanfit.report.profiles import performance_profiles
-from leanfit.result import RunResult
+from leanfit.engine.result import RunResult
 
 
 def _runs():

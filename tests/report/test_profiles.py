@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from leanfit.result import RunResult
+from leanfit.engine.result import RunResult
 from leanfit.report.profiles import (default_targets, performance_profiles, performance_ratios, profile_scores,
                                      time_to_target)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from leanfit.errors import ConfigError, UnknownNameError
-from leanfit.result import RunResult
+from leanfit.engine.errors import ConfigError, UnknownNameError
+from leanfit.engine.result import RunResult
 from leanfit.study import objectives as obj
 
 

@@ -7,8 +7,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from leanfit.store import load_runs, open_storage
-from leanfit.study.runner import StudyConfig, run_study, storage_url
+from leanfit.engine.store import load_runs, open_storage
+from leanfit.engine.store import storage_url
+from leanfit.study.config import StudyConfig
+from leanfit.study.runner import run_study
 
 URL = os.environ.get("LEANFIT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(

@@ -3,8 +3,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from leanfit.store import open_storage
-from leanfit.study.runner import StudyConfig, run_study
+from leanfit.engine.store import open_storage
+from leanfit.study.config import StudyConfig
+from leanfit.study.runner import run_study
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'leanfit[ray]'")
 

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from leanfit.store import open_storage
-from leanfit.study.runner import StudyConfig, run_study
+from leanfit.engine.store import open_storage
+from leanfit.study.config import StudyConfig
+from leanfit.study.runner import run_study
 
 
 def _trials(url, name):

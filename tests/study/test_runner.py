@@ -6,9 +6,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from leanfit.errors import ConfigError, UnknownNameError
-from leanfit.store import load_runs, open_storage
-from leanfit.study.runner import StudyConfig, open_study, run_study, sweep_stale, top_up
+from leanfit.engine.errors import ConfigError, UnknownNameError
+from leanfit.engine.store import load_runs, open_storage
+from leanfit.study.config import StudyConfig, open_study
+from leanfit.study.queue import sweep_stale, top_up
+from leanfit.study.runner import run_study
 
 
 def _cfg(space, **kw):
@@ -96,7 +98,7 @@ def test_a_completed_recipe_is_not_trained_twice(tiny_space, storage_url):
     calls = []
 
     def run_fn(recipe, callbacks=()):
-        from leanfit.train import run_recipe
+        from leanfit.engine.run import run_recipe
 
         calls.append(recipe.id)
         return run_recipe(recipe, callbacks=callbacks)

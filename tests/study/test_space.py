@@ -1,8 +1,8 @@
 import optuna
 import pytest
 
-from leanfit.errors import ConfigError, UnknownNameError
-from leanfit.recipe import Recipe
+from leanfit.engine.errors import ConfigError, UnknownNameError
+from leanfit.engine.recipe import Recipe
 from leanfit.study.space import Param, SearchSpace
 
 
@@ -67,7 +67,7 @@ def test_unknown_param_and_bad_specs(tiny_space):
         Param.parse({"log": [0, 1]}, "x")
     with pytest.raises(ConfigError, match=r"exactly one of int/float/log/choice/value"):
         Param.parse({"int": [1, 2], "float": [1, 2]}, "x")
-    with pytest.raises(UnknownNameError, match=r"unknown search-space key 'optimiser'.*Did you mean 'optimizer'"):
+    with pytest.raises(ConfigError, match=r"search space: unknown key\(s\) 'optimiser'.*Did you mean 'optimizer'"):
         SearchSpace.from_dict({"task": "digits-mlp", "optimiser": ["adamw"]})
     with pytest.raises(ConfigError, match=r"schedule.epochs must be an integer ≥ 1, but got 0"):
         SearchSpace.from_dict({"task": "digits-mlp", "schedule": {"epochs": {"int": [0, 2]}}})

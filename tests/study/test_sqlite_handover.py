@@ -6,7 +6,7 @@ import multiprocessing as mp
 
 import optuna
 
-from leanfit.store import open_storage
+from leanfit.engine.store import open_storage
 
 
 def _pop_all(url: str, q) -> None:

@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from leanfit.errors import ConfigError
-from leanfit.recipe import Recipe
+from leanfit.engine.errors import ConfigError
+from leanfit.engine.recipe import Recipe
 from leanfit.study.stopper import MemoryRungBoard, StopperConfig, TrialStopper, promotable, rung_of
-from leanfit.train import run_recipe
+from leanfit.engine.run import run_recipe
 
 
 def _reference_promotable(value, values, eta, min_trials):

@@ -4,9 +4,10 @@ import json
 import pytest
 import torch
 
-from leanfit.errors import DataError
-from leanfit.tasks import build_task, get_task_entry, list_tasks
-from leanfit.tasks.text import read_table, shared_data_dir
+from leanfit.engine.errors import DataError
+from leanfit.engine.task import build_task, get_task_entry, list_tasks
+from leanfit.tasks.files import read_table
+from leanfit.tasks.text import shared_data_dir
 
 
 
@@ -84,14 +85,14 @@ def test_text_file_task_tokenises_with_the_local_model_folder(tmp_path):
 
 def test_module_function_task(tmp_path, monkeypatch):
     (tmp_path / "mytask.py").write_text(
-        "from leanfit.tasks import build_task\n"
+        "from leanfit.engine.task import build_task\n"
         "def make(**kw):\n"
         "    t = build_task('digits-mlp')\n"
         "    t.name = 'mine'\n"
         "    return t\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert get_task_entry("mytask:make").builder().name == "mine"
-    from leanfit.errors import ConfigError
+    assert get_task_entry("mytask:make").build().name == "mine"
+    from leanfit.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot import 'nope' from module 'mytask'"):
         get_task_entry("mytask:nope")

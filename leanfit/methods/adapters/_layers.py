@@ -16,12 +16,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ...errors import ConfigError
+from ...engine.errors import ConfigError
+from ...engine.task import is_head
 from ..base import Adapter, mark_head_trainable
-
-
-def _is_head(name: str, head: Iterable[str]) -> bool:
-    return any(name == h or name.startswith(h + ".") or f".{h}." in f".{name}." for h in head)
 
 
 def match_modules(model: nn.Module, targets: Iterable[str], head: Iterable[str] = (),
@@ -29,13 +26,13 @@ def match_modules(model: nn.Module, targets: Iterable[str], head: Iterable[str] 
     """Modules of type ``kind`` whose name equals or ends with ``.<target>`` (peft semantics), head excluded."""
     targets, head = tuple(targets), tuple(head)
     return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, kind) and not isinstance(m, AdaptedLinear) and n and not _is_head(n, head)
+            if isinstance(m, kind) and not isinstance(m, AdaptedLinear) and n and not is_head(n, head)
             and any(n == t or n.endswith("." + t) for t in targets)]
 
 
 def head_param_count(model: nn.Module, task) -> int:
     """Parameters of the task head (they train with every adapter)."""
-    return sum(p.numel() for n, p in model.named_parameters() if _is_head(n, task.head))
+    return sum(p.numel() for n, p in model.named_parameters() if is_head(n, task.head))
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ...registry import register
+from ...engine.registry import register
 from ..base import Adapter, mark_head_trainable
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ...errors import ConfigError
-from ...registry import register
+from ...engine.errors import ConfigError
+from ...engine.registry import register
+from ...engine.task import is_head
 from ..base import Adapter, mark_head_trainable
-from ._layers import _is_head, head_param_count
+from ._layers import head_param_count
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class BitFitConfig:
 def bias_names(model: nn.Module, head=(), patterns=()) -> list[str]:
     """Names of the backbone's bias parameters (optionally only those containing one of ``patterns``)."""
     return [n for n, _ in model.named_parameters()
-            if n.endswith("bias") and not _is_head(n, head) and (not patterns or any(p in n for p in patterns))]
+            if n.endswith("bias") and not is_head(n, head) and (not patterns or any(p in n for p in patterns))]
 
 
 @register("adapters", "bitfit", BitFitConfig, "BitFit: only bias terms (and the head) train",

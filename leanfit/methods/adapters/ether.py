@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import ConfigError, check
-from ...registry import register
+from ...engine.errors import ConfigError, check
+from ...engine.registry import register
 from ._layers import AdaptedLinear, WrapperAdapter
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import check
-from ...registry import register
-from ._layers import AdaptedLinear, WrapperAdapter, _is_head
+from ...engine.errors import check
+from ...engine.registry import register
+from ...engine.task import is_head
+from ._layers import AdaptedLinear, WrapperAdapter
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class HoulsbyLinear(AdaptedLinear):
 
 
 def _layernorms(model: nn.Module, head) -> list[nn.Module]:
-    return [m for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and not _is_head(n, head)]
+    return [m for n, m in model.named_modules() if isinstance(m, nn.LayerNorm) and not is_head(n, head)]
 
 
 @register("adapters", "houlsby", HoulsbyConfig, "Houlsby bottleneck adapter after each targeted projection",

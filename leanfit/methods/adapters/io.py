@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import ConfigError
+from ...engine.errors import ConfigError
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -36,7 +36,7 @@ def load_adapter(model: nn.Module, path: str | Path, task):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ... import registry
+    from ...engine import registry
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ...errors import ConfigError, check
-from ...registry import register
+from ...engine.errors import ConfigError, check
+from ...engine.registry import register
 from ..base import Adapter
 from ._layers import head_param_count, match_modules
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ._layers import AdaptedLinear, WrapperAdapter
 
 

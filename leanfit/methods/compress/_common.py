@@ -7,26 +7,23 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ...errors import check
+from ...engine.errors import check, check_fraction
+from ...engine.task import is_head
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-
-
-def in_head(name: str, head: tuple[str, ...]) -> bool:
-    return any(name == h or name.startswith(h + ".") for h in head)
 
 
 def target_layers(model: nn.Module, head: tuple[str, ...] = (), kinds: tuple[type, ...] = PRUNABLE,
                   include_head: bool = False) -> list[tuple[str, nn.Module]]:
     """(name, module) of the weight layers a compressor acts on; the task head is skipped unless asked."""
     return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, kinds) and (include_head or not in_head(n, head))]
+            if isinstance(m, kinds) and (include_head or not is_head(n, head))]
 
 
-def check_fraction(field: str, value: float, allow_zero: bool = True) -> None:
-    lo_ok = value >= 0 if allow_zero else value > 0
-    check(isinstance(value, (int, float)) and lo_ok and value < 1, field, value,
-          "in [0, 1)" if allow_zero else "in (0, 1)", "Fix: give the fraction of weights to remove, e.g. 0.5.")
+def check_removed_fraction(field: str, value: float, allow_zero: bool = True) -> None:
+    """A fraction of weights (or units) removed: in [0, 1), or (0, 1) when removing nothing is meaningless."""
+    check_fraction(field, value, "[" if allow_zero else "(", ")", "the fraction removed",
+                   "Fix: give the fraction of weights to remove, e.g. 0.5.")
 
 
 def weight_sparsity(layers: list[tuple[str, nn.Module]]) -> dict:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import LeanfitError, check
-from ...registry import register
+from ...engine.errors import LeanfitError, check
+from ...engine.registry import register
 from ..base import Compressor
 from ._common import calibration_batches, require_task
 
@@ -102,7 +102,7 @@ class BlockInfluenceConfig:
 @register("compress", "block_influence", BlockInfluenceConfig,
           "remove the transformer blocks with the lowest Block Influence (1 − cos(in, out))",
           paper="ShortGPT: Layers in Large Language Models are More Redundant Than You Expect (2403.03853)",
-          reports="layers", changes_shapes=True, needs="transformer")
+          reports="layers", changes_shapes=True, needs_blocks=True)
 class BlockInfluence(Compressor):
     def compress(self, model, task=None):
         task = require_task(task, "block_influence")

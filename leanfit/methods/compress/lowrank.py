@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import Compressor
 from ._common import accuracy, require_task, set_module, target_layers
 

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import Compressor
-from ._common import check_fraction, target_layers, weight_sparsity
+from ._common import check_removed_fraction, target_layers, weight_sparsity
 
 SCOPES = ("global", "layerwise")
 
@@ -88,7 +88,7 @@ class MagnitudeConfig:
     include_head: bool = False
 
     def __post_init__(self) -> None:
-        check_fraction("sparsity", self.sparsity)
+        check_removed_fraction("sparsity", self.sparsity)
         check(self.scope in SCOPES, "scope", self.scope, f"one of {SCOPES}")
 
 
@@ -112,8 +112,8 @@ class GMPConfig:
     include_head: bool = False
 
     def __post_init__(self) -> None:
-        check_fraction("final_sparsity", self.final_sparsity)
-        check_fraction("initial_sparsity", self.initial_sparsity)
+        check_removed_fraction("final_sparsity", self.final_sparsity)
+        check_removed_fraction("initial_sparsity", self.initial_sparsity)
         check(self.initial_sparsity <= self.final_sparsity, "initial_sparsity", self.initial_sparsity,
               f"<= final_sparsity ({self.final_sparsity})")
         check(0 <= self.start_fraction < self.end_fraction <= 1, "start_fraction/end_fraction",
@@ -126,7 +126,7 @@ class GMPConfig:
           paper="To prune, or not to prune (1710.01878)", reports="sparsity", during_training=True)
 class GMP(Compressor):
     def on_fit_start(self, state) -> None:
-        planned = state.extra["planned_steps"]
+        planned = state.planned_steps
         c = self.config
         self.t0 = int(c.start_fraction * planned)
         self.n = max(1, (int(c.end_fraction * planned) - self.t0) // c.every)

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import LeanfitError, check, require
-from ...registry import register
+from ...engine.errors import LeanfitError, check, require
+from ...engine.registry import register
+from ...engine.task import is_head
 from ..base import Compressor
-from ._common import calibration_batches, check_fraction, in_head, require_task
+from ._common import calibration_batches, check_removed_fraction, require_task
 
 IMPORTANCES = ("magnitude", "taylor", "activation")
 TARGETS = ("channels", "ffn", "heads")
@@ -90,7 +91,7 @@ def _structured_prune(model, task, ratio, importance, target, n_calib, tp) -> di
     n_before = sum(p.numel() for p in model.parameters())
     example = _inputs(next(iter(calibration_batches(task, 2))))
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
-    heads = [m for n, m in linears if in_head(n, task.head)]
+    heads = [m for n, m in linears if is_head(n, task.head)]
     kw: dict = {}
     if target == "channels":
         ignored = heads
@@ -150,7 +151,7 @@ class StructuredConfig:
     n_calib: int = 128
 
     def __post_init__(self) -> None:
-        check_fraction("ratio", self.ratio, allow_zero=False)
+        check_removed_fraction("ratio", self.ratio, allow_zero=False)
         check(self.importance in IMPORTANCES, "importance", self.importance, f"one of {IMPORTANCES}")
         check(self.target in TARGETS, "target", self.target, f"one of {TARGETS}")
         check(isinstance(self.n_calib, int) and self.n_calib >= 1, "n_calib", self.n_calib, "an integer >= 1")

@@ -1,6 +1,6 @@
-"""Shared parts of the data selectors: the subset-selector base class, a proxy trainer that scores samples
-(counting its FLOPs and wall time so the net saving is visible), and the stratified budget allocation used by CCS
-and S2L.
+"""Shared parts of the data selectors: the subset-selector base class, proxy training (through the run's own
+Trainer, ``state.fit_proxy``) and scoring passes whose FLOPs and wall time are counted so the net saving is
+visible, and the stratified budget allocation used by CCS and S2L.
 
 Written here because no maintained library offers selection hooks for an arbitrary PyTorch loop (DeepCore and
 the papers' repositories are research scripts tied to their own training code).
@@ -13,17 +13,16 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...measure import count_flops
+from ...engine.callbacks import Callback, TrainState
+from ...engine.errors import check, check_fraction
+from ...engine.meters import count_flops
 from ..base import DataSelector, trainable_named_parameters
 
 
-def check_fraction(fraction: float, field: str = "fraction") -> None:
-    check(isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1, field,
-          fraction, "a number in (0, 1] (the fraction of train rows kept)", "Fix: e.g. fraction: 0.3")
+def check_rows_fraction(fraction: float, field: str = "fraction") -> None:
+    """A fraction of train rows (kept, or used by a proxy): in (0, 1]."""
+    check_fraction(field, fraction, "(", "]", "the fraction of train rows", "Fix: e.g. fraction: 0.3")
 
 
 def keep_count(n: int, fraction: float) -> int:
@@ -35,9 +34,9 @@ def replan_steps(state: TrainState, rows_per_epoch: int) -> None:
     """Selectors that change the rows per epoch re-plan the LR schedule so it ends on the last step. A
     ``max_steps`` cap (planned steps below the full-data count) stays a cap."""
     full = state.epochs * math.ceil(state.task.n_train / state.batch_size)
-    planned = int(state.extra.get("planned_steps", full))
+    planned = state.planned_steps or full
     steps = state.epochs * math.ceil(rows_per_epoch / state.batch_size)
-    state.extra["planned_steps"] = min(planned, steps) if planned < full else steps
+    state.planned_steps = min(planned, steps) if planned < full else steps
 
 
 def allocate_across_strata(strata: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -87,7 +86,7 @@ class ScoringMeter:
         """Add the scoring FLOPs to the run's train FLOPs and record the cost separately."""
         wall = time.perf_counter() - self.t0
         state.flops += self.flops
-        state.extra["data_scoring"] = {"method": method, "flops": self.flops, "wall_time_s": wall}
+        state.data_report["scoring"] = {"method": method, "flops": self.flops, "wall_time_s": wall}
 
 
 def check_proxy(epochs: int, lr: float, batch_size: int, prefix: str = "proxy_") -> None:
@@ -119,30 +118,27 @@ def train_epochs(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, 
                  batch_size: int, meter: ScoringMeter, generator: torch.Generator,
                  after_epoch: Callable[[int], None] | None = None,
                  after_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> None:
-    """Train ``model`` on ``rows`` for ``epochs`` (AdamW, mean CE), metering FLOPs of forward+backward.
+    """Train a proxy ``model`` on ``rows`` for ``epochs`` (AdamW, mean CE) through the run's Trainer
+    (``state.fit_proxy``); its FLOPs go to ``meter``.
 
     ``after_batch(index, per_sample_loss, logits)`` sees each batch's detached outputs (forgetting uses them);
     ``after_epoch(epoch)`` runs after each epoch (EL2N/S2L score there)."""
-    params = [p for _, p in trainable_named_parameters(model)]
-    opt = torch.optim.AdamW(params, lr=lr)
-    model.train()
-    for e in range(epochs):
-        for idx in rows[torch.randperm(len(rows), generator=generator)].split(batch_size):
-            b = state.task.batch("train", idx)
+    opt = torch.optim.AdamW([p for _, p in trainable_named_parameters(model)], lr=lr)
+    proxy = state.fit_proxy(model, opt, rows, epochs, batch_size, generator, [_ProxyHooks(after_epoch, after_batch)])
+    meter.flops += proxy.flops
 
-            def step():
-                logits = state.task.forward(model, b)
-                per = F.cross_entropy(logits, b["labels"], reduction="none")
-                per.mean().backward()
-                return per.detach(), logits.detach()
 
-            per, logits = meter.run("train", b, step)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if after_batch is not None:
-                after_batch(idx, per, logits)
-        if after_epoch is not None:
-            after_epoch(e)
+class _ProxyHooks(Callback):
+    def __init__(self, after_epoch, after_batch) -> None:
+        self.after_epoch, self.after_batch = after_epoch, after_batch
+
+    def after_step(self, state: TrainState) -> None:
+        if self.after_batch is not None:
+            self.after_batch(state.batch["index"], state.per_sample_loss, state.logits)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.after_epoch is not None:
+            self.after_epoch(state.epoch)
 
 
 class SubsetSelector(DataSelector):
@@ -160,7 +156,7 @@ class SubsetSelector(DataSelector):
 
     def on_fit_start(self, state: TrainState) -> None:
         self.keep = self.select(state).long()
-        state.extra["data_kept_rows"] = int(len(self.keep))
+        state.data_report["kept_rows"] = int(len(self.keep))
         replan_steps(state, len(self.keep))
 
     def on_epoch_start(self, state: TrainState) -> None:

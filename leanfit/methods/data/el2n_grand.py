@@ -16,7 +16,7 @@ fraction (likely mislabeled), split the remaining score range into ``strata`` eq
 budget evenly over bins, smallest bin first.
 
 The scoring proxy's FLOPs (training + scoring passes) are added to the run's train FLOPs and reported in
-``extra["data_scoring"]``. Our own code: no maintained library computes these scores for an arbitrary model.
+``data_report["scoring"]`` (RunResult.extra["data_scoring"]). Our own code: no maintained library computes these scores for an arbitrary model.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import trainable_named_parameters
-from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_fraction, check_proxy, copy_model,
+from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_rows_fraction, check_proxy, copy_model,
                       forward_rows, keep_count, train_epochs)
 
 
@@ -114,7 +114,7 @@ class EL2NConfig:
     proxy_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
         check(isinstance(self.score_epochs, int) and self.score_epochs >= 0, "score_epochs", self.score_epochs,
               "an integer ≥ 0 (proxy epochs before scoring)")
         check(isinstance(self.runs, int) and self.runs >= 1, "runs", self.runs, "an integer ≥ 1")
@@ -163,7 +163,7 @@ class _ScoreSelector(SubsetSelector):
 
 @register("data", "el2n", EL2NConfig, "keep the rows with the largest early-training error norm ‖p−y‖ (opt. CCS)",
           paper="Deep Learning on a Data Diet (2107.07075); CCS: Coverage-centric Coreset Selection (2210.15809)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class EL2N(_ScoreSelector):
     name = "el2n"
 
@@ -174,7 +174,7 @@ class EL2N(_ScoreSelector):
 
 @register("data", "grand", GraNdConfig, "keep the rows with the largest per-sample gradient norm (opt. CCS)",
           paper="Deep Learning on a Data Diet (2107.07075); CCS: Coverage-centric Coreset Selection (2210.15809)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class GraNd(_ScoreSelector):
     name = "grand"
 

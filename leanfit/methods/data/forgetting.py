@@ -7,7 +7,7 @@ learned get score ∞ (the paper sorts them as most forgettable). We train a pro
 for ``score_epochs`` epochs, record correctness at each presentation (each row once per epoch), and keep the
 ``fraction`` with the most forgetting events (ties — e.g. the many unforgettable rows — broken at random).
 
-The proxy's FLOPs are added to the run's train FLOPs; cost reported in ``extra["data_scoring"]``. Our own code.
+The proxy's FLOPs are added to the run's train FLOPs; cost reported in ``data_report["scoring"]`` (RunResult.extra["data_scoring"]). Our own code.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
-from ._common import ScoringMeter, SubsetSelector, check_fraction, check_proxy, copy_model, keep_count, train_epochs
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
+from ._common import ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, keep_count, train_epochs
 
 
 def forgetting_counts(correct: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ class ForgettingConfig:
     proxy_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
         check(isinstance(self.score_epochs, int) and self.score_epochs >= 2, "score_epochs", self.score_epochs,
               "an integer ≥ 2 (a forgetting event needs two presentations)")
         check_proxy(self.score_epochs, self.proxy_lr, self.proxy_batch_size)
@@ -53,7 +53,7 @@ class ForgettingConfig:
 
 @register("data", "forgetting", ForgettingConfig, "keep the rows a proxy forgets most often during training",
           paper="An Empirical Study of Example Forgetting during Deep Neural Network Learning (1812.05159)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class Forgetting(SubsetSelector):
     def scores(self, state: TrainState) -> torch.Tensor:
         c, n = self.config, state.task.n_train

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import DataSelector
-from ._common import check_fraction, keep_count, replan_steps
+from ._common import check_rows_fraction, keep_count, replan_steps
 
 
 def class_counts(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -90,12 +90,12 @@ class UpsampleConfig:
 
     def __post_init__(self) -> None:
         _check_t(self.temperature, "temperature")
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
 
 
 @register("data", "upsample", UpsampleConfig, "temperature sampling: draw minority classes more often (with "
           "replacement)", paper="Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets (2410.04579)",
-          fraction=True, unique=False)
+          fraction=True, unique_rows=False)
 class Upsample(DataSelector):
     def temperature(self, state: TrainState) -> float:
         return self.config.temperature
@@ -106,7 +106,7 @@ class Upsample(DataSelector):
 
     def on_epoch_start(self, state: TrainState) -> None:
         t = self.temperature(state)
-        state.extra.setdefault("data_temperature", []).append(t)
+        state.data_report.setdefault("temperature", []).append(t)
         state.epoch_indices = upsample_indices(state.task.train["labels"], t, self.size, state.generator,
                                                state.task.num_classes)
 
@@ -139,12 +139,12 @@ class CooldownConfig:
         _check_t(self.t_end, "t_end")
         check(self.t_end <= self.t_start, "t_end", self.t_end, f"≤ t_start ({self.t_start}); Cooldown lowers T")
         check(isinstance(self.hold, (int, float)) and 0 <= self.hold <= 1, "hold", self.hold, "a number in [0, 1]")
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
 
 
 @register("data", "cooldown", CooldownConfig, "temperature sampling whose temperature is lowered during training",
           paper="Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets (2410.04579)",
-          fraction=True, unique=False)
+          fraction=True, unique_rows=False)
 class Cooldown(Upsample):
     def temperature(self, state: TrainState) -> float:
         c = self.config

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ...callbacks import TrainState
-from ...errors import ConfigError, check, require
-from ...registry import register
+from ...engine.callbacks import TrainState
+from ...engine.errors import ConfigError, check, require
+from ...engine.registry import register
 from ..base import DataSelector
 from ._common import replan_steps
 
@@ -76,7 +76,7 @@ class _Resample(DataSelector):
 
     def on_fit_start(self, state: TrainState) -> None:
         self.rows = resample_indices(state.task.train["labels"], self.kind, self.config.sampling_strategy, state.seed)
-        state.extra["data_kept_rows"] = int(len(self.rows))
+        state.data_report["kept_rows"] = int(len(self.rows))
         replan_steps(state, len(self.rows))
 
     def on_epoch_start(self, state: TrainState) -> None:
@@ -84,13 +84,13 @@ class _Resample(DataSelector):
 
 
 @register("data", "random_oversample", ResampleConfig, "imbalanced-learn RandomOverSampler: repeat minority rows",
-          paper="imbalanced-learn (Lemaître et al., JMLR 2017)", unique=False)
+          paper="imbalanced-learn (Lemaître et al., JMLR 2017)", unique_rows=False)
 class RandomOversample(_Resample):
     kind = "over"
 
 
 @register("data", "random_undersample", ResampleConfig, "imbalanced-learn RandomUnderSampler: drop majority rows",
-          paper="imbalanced-learn (Lemaître et al., JMLR 2017)", unique=True)
+          paper="imbalanced-learn (Lemaître et al., JMLR 2017)", unique_rows=True)
 class RandomUndersample(_Resample):
     kind = "under"
 
@@ -107,7 +107,7 @@ class SmoteConfig:
 
 
 @register("data", "smote", SmoteConfig, "imbalanced-learn SMOTE on raw float features: synthetic minority rows",
-          paper="SMOTE: Synthetic Minority Over-sampling Technique (1106.1813)", unique=True)
+          paper="SMOTE: Synthetic Minority Over-sampling Technique (1106.1813)", unique_rows=True)
 class Smote(DataSelector):
     def on_fit_start(self, state: TrainState) -> None:
         task = state.task
@@ -117,7 +117,7 @@ class Smote(DataSelector):
                                   self.config.k_neighbors, state.seed)
         replan_steps(state, task.n_train + len(new_y))  # before the task grows
         task.train = {key: torch.cat([task.train[key], new_x]), "labels": torch.cat([task.train["labels"], new_y])}
-        state.extra["data_synthetic_rows"] = int(len(new_y))
+        state.data_report["synthetic_rows"] = int(len(new_y))
 
     def on_epoch_start(self, state: TrainState) -> None:
         state.epoch_indices = torch.randperm(state.task.n_train, generator=state.generator)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import DataSelector
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...callbacks import TrainState
-from ...registry import register
+from ...engine.callbacks import TrainState
+from ...engine.registry import register
 from ..base import DataSelector
-from ._common import SubsetSelector, check_fraction, keep_count, replan_steps
+from ._common import SubsetSelector, check_rows_fraction, keep_count, replan_steps
 
 
 def random_subset(n: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -41,11 +41,11 @@ class RandomConfig:
     fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
 
 
 @register("data", "random", RandomConfig, "static random subset of the train rows (fixed for the whole run)",
-          paper="baseline", fraction=True, unique=True)
+          paper="baseline", fraction=True, unique_rows=True)
 class RandomSubset(SubsetSelector):
     def select(self, state: TrainState) -> torch.Tensor:
         return random_subset(state.task.n_train, self.config.fraction, state.generator)
@@ -56,12 +56,12 @@ class RS2Config:
     fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
 
 
 @register("data", "rs2", RS2Config, "repeated random sampling: a fresh random subset each epoch, no replacement",
           paper="Repeated Random Sampling for Minimizing the Time-to-Accuracy of Learning (2305.18424)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class RS2(DataSelector):
     def on_fit_start(self, state: TrainState) -> None:
         self.plan = rs2_schedule(state.task.n_train, self.config.fraction, state.epochs, state.generator)

@@ -12,7 +12,7 @@
   paper's downstream data; pass your own rows with ``target_rows``).
 
 Reference/prior/conditional models are copies of the run's model at init (same trainable set). Their training
-and scoring FLOPs are added to the run's; cost in ``extra["data_scoring"]``. Our own code.
+and scoring FLOPs are added to the run's; cost in ``data_report["scoring"]`` (RunResult.extra["data_scoring"]). Our own code.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
-from ._common import (ScoringMeter, SubsetSelector, check_fraction, check_proxy, copy_model, forward_rows,
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
+from ._common import (ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, forward_rows,
                       keep_count, train_epochs)
 
 BANDS = ("low", "medium", "high")
@@ -59,15 +59,15 @@ class LossFilterConfig:
     proxy_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
         check(self.band in BANDS, "band", self.band, f"one of {BANDS}")
-        check_fraction(self.ref_fraction, "ref_fraction")
+        check_rows_fraction(self.ref_fraction, "ref_fraction")
         check_proxy(self.ref_epochs, self.proxy_lr, self.proxy_batch_size, prefix="ref_")
 
 
 @register("data", "loss_filter", LossFilterConfig, "keep a low/medium/high band of a small reference model's loss",
           paper="Perplexed by Perplexity: Perplexity-Based Data Pruning With Small Reference Models (2405.20541)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class LossFilter(SubsetSelector):
     def scores(self, state: TrainState) -> torch.Tensor:
         c, n = self.config, state.task.n_train
@@ -95,16 +95,16 @@ class ColorFilterConfig:
     proxy_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
-        check_fraction(self.prior_fraction, "prior_fraction")
-        check_fraction(self.target_fraction, "target_fraction")
+        check_rows_fraction(self.fraction)
+        check_rows_fraction(self.prior_fraction, "prior_fraction")
+        check_rows_fraction(self.target_fraction, "target_fraction")
         check_proxy(self.prior_epochs, self.proxy_lr, self.proxy_batch_size, prefix="prior_")
         check(isinstance(self.cond_epochs, int) and self.cond_epochs >= 1, "cond_epochs", self.cond_epochs,
               "an integer ≥ 1")
 
 
 @register("data", "color_filter", ColorFilterConfig, "keep rows whose loss drops most from a prior to a "
-          "target-conditioned reference model", fraction=True, unique=True,
+          "target-conditioned reference model", fraction=True, unique_rows=True,
           paper="CoLoR-Filter: Conditional Loss Reduction Filtering for Targeted LM Pre-training (2406.10670)")
 class ColorFilter(SubsetSelector):
     def scores(self, state: TrainState) -> torch.Tensor:

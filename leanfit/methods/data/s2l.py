@@ -5,7 +5,7 @@ Train a small proxy on all rows and record each row's loss after every proxy epo
 L_i = (ℓ_i^{(1)}, …, ℓ_i^{(T)}). Cluster the trajectories with K-means (scikit-learn) into ``clusters`` groups and
 select the budget balanced across clusters, smallest cluster first, each taking min(size, remaining/left) rows at
 random (their Alg. 1). The proxy is a copy of the run's model at init (pass a smaller task model for a truly
-smaller proxy); its FLOPs are added to the run's and reported in ``extra["data_scoring"]``.
+smaller proxy); its FLOPs are added to the run's and reported in ``data_report["scoring"]`` (RunResult.extra["data_scoring"]).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...callbacks import TrainState
-from ...errors import check
-from ...registry import register
-from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_fraction, check_proxy, copy_model,
+from ...engine.callbacks import TrainState
+from ...engine.errors import check
+from ...engine.registry import register
+from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_rows_fraction, check_proxy, copy_model,
                       forward_rows, keep_count, train_epochs)
 
 
@@ -44,14 +44,14 @@ class S2LConfig:
     proxy_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        check_fraction(self.fraction)
+        check_rows_fraction(self.fraction)
         check(isinstance(self.clusters, int) and self.clusters >= 1, "clusters", self.clusters, "an integer ≥ 1")
         check_proxy(self.proxy_epochs, self.proxy_lr, self.proxy_batch_size)
 
 
 @register("data", "s2l", S2LConfig, "cluster a small proxy's per-row loss trajectories; sample evenly across clusters",
           paper="SmallToLarge (S2L): Scalable Data Selection for Fine-tuning LLMs (2403.07384)",
-          fraction=True, unique=True)
+          fraction=True, unique_rows=True)
 class S2L(SubsetSelector):
     def trajectories(self, state: TrainState) -> torch.Tensor:
         c, n = self.config, state.task.n_train

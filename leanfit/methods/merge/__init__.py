@@ -1,2 +1,2 @@
-"""Merging axis: combine fine-tuned models."""
-from . import arithmetic, pleas, rebasin  # noqa: F401  (registers the methods)
+"""Merging axis: combine fine-tuned models. Every public module here is a plug-in,
+found by the registry's discovery (no list to keep)."""

@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ...errors import ConfigError, check
-from ...registry import register
+from ...engine.errors import ConfigError, check
+from ...engine.registry import register
 from ..base import Merger
 
 StateDict = Mapping[str, torch.Tensor]
@@ -342,10 +342,10 @@ class Della(Merger):
 
 
 @register("merge", "fisher", FisherConfig, "average weighted by each model's diagonal Fisher information",
-          paper="Merging Models with Fisher-Weighted Averaging (2111.09832)", needs_base=False, needs="fisher")
+          paper="Merging Models with Fisher-Weighted Averaging (2111.09832)", needs_base=False, inputs=("fisher",))
 class Fisher(Merger):
-    def merge(self, base, finetuned, fishers: Sequence[StateDict] | None = None):
-        if fishers is None:
-            raise ConfigError("fisher merging needs one diagonal Fisher per model, but got fishers=None. Fix: pass "
-                              "fishers=[diagonal_fisher(model_t, task_t) ...] (the CLI computes them from each task).")
-        return fisher_merge(finetuned, fishers, self.config.weights, self.config.eps)
+    def merge(self, base, finetuned, fisher: Sequence[StateDict] | None = None):
+        if fisher is None:
+            raise ConfigError("fisher merging needs one diagonal Fisher per model, but got fisher=None. Fix: pass "
+                              "fisher=[diagonal_fisher(model_t, task_t) ...] (the merge workflow computes them).")
+        return fisher_merge(finetuned, fisher, self.config.weights, self.config.eps)

@@ -51,8 +51,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ...errors import ConfigError, check
-from ...registry import register
+from ...engine.errors import ConfigError, check
+from ...engine.registry import register
 from ..base import Merger
 from .rebasin import _layers
 
@@ -208,7 +208,7 @@ class PleasConfig:
 
 @register("merge", "pleas", PleasConfig, "partial activation matching, then layer-wise least squares (MLP)",
           paper="PLeaS -- Merging Models with Permutations and Least Squares (2407.02447)", needs_base=False,
-          needs="inputs")
+          inputs=("inputs",))
 class Pleas(Merger):
     def merge(self, base, finetuned: Sequence[StateDict], inputs: torch.Tensor | None = None):
         """Merge the models by PLeaS on ``inputs`` [n, d_in] (first ``n_samples`` rows of a seeded shuffle);

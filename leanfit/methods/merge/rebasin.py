@@ -20,8 +20,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ...errors import ConfigError, check
-from ...registry import register
+from ...engine.errors import ConfigError, check
+from ...engine.registry import register
 from ..base import Merger
 from .arithmetic import linear_merge
 
@@ -193,25 +193,6 @@ def barrier(curve: Mapping[str, Sequence[float]]) -> dict[str, float]:
         out["midpoint_loss_barrier"] = lo[i] - (lo[0] + lo[-1]) / 2
         out["midpoint_accuracy_barrier"] = (ac[0] + ac[-1]) / 2 - ac[i]
     return out
-
-
-def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for label, c in curves.items():
-        axes[0].plot(c["alpha"], c["loss"], marker="o", label=label)
-        axes[1].plot(c["alpha"], c["accuracy"], marker="o", label=label)
-    axes[0].set(xlabel="α (0 = A, 1 = B)", ylabel="eval loss")
-    axes[1].set(xlabel="α (0 = A, 1 = B)", ylabel="eval accuracy")
-    axes[0].legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 @dataclass

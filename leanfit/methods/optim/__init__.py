@@ -1,2 +1,2 @@
-"""Optimizers axis: torch's SGD/AdamW, every optimizer of pytorch-optimizer by name, and our MeZO, FRUGAL, SANIA."""
-from . import frugal, mezo, sania, standard  # noqa: F401  (modules register on import; ours before the library)
+"""Optimizers axis: torch's SGD/AdamW, every optimizer of pytorch-optimizer by name, and our MeZO, FRUGAL, SANIA. Every public module here is a plug-in,
+found by the registry's discovery (no list to keep)."""

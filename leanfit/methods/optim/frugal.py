@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import OptimMethod
 
 
@@ -111,9 +111,9 @@ class FrugalOptimizer(torch.optim.Optimizer):
           paper="FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for Scalable Training "
                 "(arXiv 2411.07837)")
 class Frugal(OptimMethod):
-    def build(self, named_params):
+    def build(self, named_params, task=None):
         c = self.config
-        head = [p for n, p in named_params if any(k in n for k in ("classifier", "head"))]
+        head = [p for n, p in named_params if task is not None and task.is_head(n)]
         hid = {id(p) for p in head}
         rest = [p for _, p in named_params if id(p) not in hid]
         groups = [{"params": rest}] + ([{"params": head, "projected": False}] if head else [])

@@ -18,8 +18,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import OptimMethod
 
 
@@ -105,7 +105,7 @@ class MeZOOptimizer(torch.optim.Optimizer):
 @register("optim", "mezo", MeZOConfig, "zeroth-order SGD with in-place seeded perturbations (2 forwards/step)",
           paper="Fine-Tuning Language Models with Just Forward Passes (arXiv 2305.17333)")
 class MeZO(OptimMethod):
-    def build(self, named_params):
+    def build(self, named_params, task=None):
         c = self.config
         no_decay = [p for _, p in named_params if p.ndim < 2]
         decay = [p for _, p in named_params if p.ndim >= 2]

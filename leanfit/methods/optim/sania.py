@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...errors import check
-from ...registry import register
+from ...engine.errors import check
+from ...engine.registry import register
 from ..base import OptimMethod
 
 PRECONDITIONERS = ("adagrad-sqr", "adam-sqr", "identity")
@@ -94,7 +94,7 @@ class SaniaOptimizer(torch.optim.Optimizer):
           paper="SANIA: Polyak-type Optimization Framework Leads to Scale Invariant Stochastic Algorithms "
                 "(arXiv 2312.17369)")
 class Sania(OptimMethod):
-    def build(self, named_params):
+    def build(self, named_params, task=None):
         c = self.config
         return SaniaOptimizer([p for _, p in named_params], lr=c.lr, preconditioner=c.preconditioner, beta=c.beta,
                               eps=c.eps, max_step=c.max_step)

@@ -13,7 +13,7 @@ Optimizers that need special groups get them here:
 
 Library optimizers the Trainer cannot drive (they need a closure that re-evaluates the loss, Hessian-vector
 products with ``create_graph=True``, the model object, or an extra package) stay listed but carry
-``meta["unsupported"]`` with the reason; building one raises a ConfigError that says so.
+``Capabilities.unsupported`` with the reason; building one raises a ConfigError that says so.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from ...errors import check
-from ...registry import Entry, add, register
+from ...engine.errors import check
+from ...engine.registry import Capabilities, Entry, add, register, signature_config
 from ..base import OptimMethod
 
 
@@ -52,7 +52,7 @@ class SGDConfig:
 
 @register("optim", "sgd", SGDConfig, "torch SGD with (Nesterov) momentum")
 class SGD(OptimMethod):
-    def build(self, named_params):
+    def build(self, named_params, task=None):
         c = self.config
         return torch.optim.SGD(param_groups(named_params, c.weight_decay), lr=c.lr, momentum=c.momentum,
                                nesterov=c.nesterov and c.momentum > 0)
@@ -76,7 +76,7 @@ class AdamWConfig:
 @register("optim", "adamw", AdamWConfig, "torch AdamW (decoupled weight decay)",
           paper="Decoupled Weight Decay Regularization (arXiv 1711.05101)")
 class AdamW(OptimMethod):
-    def build(self, named_params):
+    def build(self, named_params, task=None):
         c = self.config
         return torch.optim.AdamW(param_groups(named_params, c.weight_decay), lr=c.lr, betas=c.betas, eps=c.eps)
 
@@ -107,7 +107,6 @@ LOWRANK_FAMILY = ("galore", "fira")
 GROUP_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
     n: (("rank", 8), ("update_proj_gap", 50), ("scale", 0.25), ("projection_type", "std")) for n in LOWRANK_FAMILY}
 DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"ranger21": {"num_iterations": 1000}}
-_NON_MUON = ("embed", "classifier", "head", "lm_head")
 
 
 def lowrank_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_decay: float, rank: int,
@@ -120,10 +119,11 @@ def lowrank_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_de
     return groups + param_groups(rest, weight_decay)
 
 
-def muon_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """Muon groups: hidden ≥2-D weights orthogonalised; 1-D params, embeddings and the head use AdamW."""
+def muon_groups(named_params: list[tuple[str, torch.nn.Parameter]], weight_decay: float,
+                task: Any = None) -> list[dict[str, Any]]:
+    """Muon groups: hidden ≥2-D weights orthogonalised; 1-D params, embeddings and the task head use AdamW."""
     def is_muon(n: str, p: torch.nn.Parameter) -> bool:
-        return p.ndim >= 2 and not any(k in n.lower() for k in _NON_MUON)
+        return p.ndim >= 2 and "embed" not in n.lower() and not (task is not None and task.is_head(n))
 
     mu = [p for n, p in named_params if is_muon(n, p)]
     other = [p for n, p in named_params if not is_muon(n, p)]
@@ -149,25 +149,9 @@ def _validate_lib(self) -> None:
 def lib_config_class(name: str, cls: type) -> type:
     """A config dataclass generated from the library optimizer's signature (its keywords and defaults), so
     recipes are validated against exactly what the optimizer accepts."""
-    fields_: list[tuple[str, Any, Any]] = []
-    for p in inspect.signature(cls.__init__).parameters.values():
-        if p.name in ("self", "params") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        default = p.default if p.default is not inspect.Parameter.empty else None
-        if isinstance(default, (list, dict, set)):
-            default = field(default_factory=lambda d=default: type(d)(d))
-        elif not isinstance(default, (int, float, str, bool, tuple, type(None))):
-            continue  # callables/objects (e.g. a closure) are not recipe data
-        else:
-            default = field(default=default)
-        fields_.append((p.name, Any, default))
-    for k, v in DEFAULT_OVERRIDES.get(name, {}).items():
-        fields_ = [(f[0], f[1], field(default=v)) if f[0] == k else f for f in fields_]
-    fields_ += [(k, Any, field(default=v)) for k, v in GROUP_FIELDS.get(name, ())]
-    cfg = dataclasses.make_dataclass(f"{cls.__name__}Config", fields_, frozen=True,
-                                     namespace={"__post_init__": _validate_lib})
-    cfg.__module__ = __name__
-    return cfg
+    return signature_config(cls.__init__, f"{cls.__name__}Config", skip=("self", "params"), post_init=_validate_lib,
+                            defaults=DEFAULT_OVERRIDES.get(name), extra=GROUP_FIELDS.get(name, ()),
+                            missing=None)
 
 
 class LibOptim(OptimMethod):
@@ -177,8 +161,8 @@ class LibOptim(OptimMethod):
         super().__init__(config)
         self.cls, self.name = cls, name
 
-    def build(self, named_params):
-        from ...errors import ConfigError
+    def build(self, named_params, task=None):
+        from ...engine.errors import ConfigError
 
         if self.name in UNSUPPORTED:
             raise ConfigError(f"optimizer {self.name!r} cannot run in the leanfit Trainer: it "
@@ -191,7 +175,7 @@ class LibOptim(OptimMethod):
             extra = {k: kw.pop(k) for k, _ in GROUP_FIELDS[self.name]}
             groups = lowrank_groups(named_params, wd, **extra)
         elif self.name in MUON_FAMILY:
-            groups = muon_groups(named_params, wd)
+            groups = muon_groups(named_params, wd, task)
         elif has_wd:
             groups = param_groups(named_params, wd)
         else:
@@ -209,23 +193,18 @@ def _register_library() -> None:
         from pytorch_optimizer import get_supported_optimizers, load_optimizer
     except ImportError:  # pragma: no cover
         return
-    from ...registry import _REGISTRY
-
     for name in get_supported_optimizers():
         name = name.lower()
-        if name in _REGISTRY["optim"]:
-            continue  # torch's own (sgd, adamw) and our implementations win
         try:
             cls = load_optimizer(name)
             cfg = lib_config_class(name, cls)
         except Exception:  # noqa: BLE001 - a library entry that cannot load is skipped, not fatal
             continue
         doc = (inspect.getdoc(cls) or name).splitlines()[0]
-        meta: dict[str, Any] = {"via": "pytorch-optimizer"}
-        if name in UNSUPPORTED:
-            meta["unsupported"] = UNSUPPORTED[name]
+        # fallback: torch's own (sgd, adamw) and our implementations of the same name win, in any import order
+        caps = Capabilities(via="pytorch-optimizer", unsupported=UNSUPPORTED.get(name, ""), fallback=True)
         add(Entry("optim", name, lambda c, cls=cls, name=name: LibOptim(c, cls, name), cfg,
-                  f"pytorch-optimizer: {doc}", meta=meta))
+                  f"pytorch-optimizer: {doc}", capabilities=caps))
 
 
 _register_library()

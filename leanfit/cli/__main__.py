@@ -1,0 +1,4 @@
+"""``python -m leanfit.cli``: the same as the ``leanfit`` command."""
+from . import main
+
+main()

@@ -1,0 +1,74 @@
+"""`leanfit merge merge.yaml` and `leanfit barrier A B --task T`. Only typer is imported here; torch loads inside."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def merge(
+        spec: Path = typer.Argument(..., help="merge.yaml: method, params, base, task, models [{checkpoint, task}], "
+                                    "per_task_heads, output. See docs/merge.md."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    ) -> None:
+        """Merge fine-tuned checkpoints (safetensors) and evaluate the merged model on every listed task."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..workflows.merge import run_merge
+        from ..engine.recipe import load_mapping
+
+        con = Console()
+        with con.status("merging / evaluating ..."):
+            res = run_merge(load_mapping(spec))
+        t = Table(title=f"merge: {res['method']} {res['params'] or ''}")
+        for col in ("checkpoint", "task", "individual acc", "merged acc", "merged / individual"):
+            t.add_column(col)
+        for r in res["models"]:
+            t.add_row(r["checkpoint"], r["task"], f"{r['individual_accuracy']:.4f}", f"{r['merged_accuracy']:.4f}",
+                      f"{r['normalized']:.3f}")
+        con.print(t)
+        if res["output"]:
+            con.print(f"merged weights written to {res['output']}")
+        if json_out:
+            json_out.write_text(json.dumps(res, indent=1))
+
+    @app.command()
+    def barrier(
+        a: Path = typer.Argument(..., help="Model A weights (.safetensors)."),
+        b: Path = typer.Argument(..., help="Model B weights (.safetensors), same architecture."),
+        task: str = typer.Option(..., "--task", help="Task the models were trained on (e.g. mnist1d-cnn)."),
+        task_param: list[str] = typer.Option([], "--task-param", help="key=value task parameter (repeatable)."),
+        points: int = typer.Option(11, help="Points on the path α ∈ [0, 1] (odd)."),
+        png: Optional[Path] = typer.Option(None, help="Save the interpolation curve PNG here."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    ) -> None:
+        """Loss/accuracy barrier on the linear path A → B, before and after Git Re-Basin weight matching."""
+        import json
+
+        import yaml
+        from rich.console import Console
+
+        from ..engine.errors import check
+        from ..workflows.merge import run_barrier
+
+        params = {}
+        for kv in task_param:
+            check("=" in kv, "--task-param", kv, "key=value")
+            k, v = kv.split("=", 1)
+            params[k] = yaml.safe_load(v)
+        res = run_barrier(str(a), str(b), task, params, points, str(png) if png else None)
+        con = Console()
+        for k in ("naive", "aligned"):
+            r = res[k]
+            con.print(f"{k:8s} loss barrier {r['loss_barrier']:.4f}  accuracy barrier {r['accuracy_barrier']:.4f}  "
+                      f"midpoint loss barrier {r['midpoint_loss_barrier']:.4f}")
+        if png:
+            con.print(f"curve written to {png}")
+        if json_out:
+            json_out.write_text(json.dumps(res, indent=1))

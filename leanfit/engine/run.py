@@ -1,0 +1,100 @@
+"""From a recipe to a measured run: ``build_run`` instantiates every choice once (task → model → adapter →
+optimizer → method callbacks) and ``run_recipe`` trains it and fills a RunResult with every cost."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from . import registry
+from .callbacks import Callback, TrainState
+from .errors import LeanfitError, NonFiniteLossError
+from .meters import count_params, optimizer_state_bytes, param_bytes, trainable_named_parameters
+from .recipe import Recipe
+from .result import RunResult, environment
+from .task import Task, build_task
+from .trainer import Trainer
+
+
+@dataclass
+class BuiltRun:
+    """Everything a recipe instantiates, built once: the task, the model with its adapter applied, the adapter
+    object (for merging), the optimizer and the method callbacks (data selector, compressors)."""
+
+    recipe: Recipe
+    task: Task
+    model: nn.Module
+    adapter: Any
+    optimizer: Any
+    callbacks: list[Callback] = field(default_factory=list)
+
+    def trainer(self, callbacks: Iterable[Callback] = (), **kwargs: Any) -> Trainer:
+        r = self.recipe
+        return Trainer(self.task, self.model, self.optimizer, r.schedule, [*self.callbacks, *callbacks], r.seed,
+                       **kwargs)
+
+
+def build_run(recipe: Recipe, task: Task | None = None) -> BuiltRun:
+    """Instantiate a recipe from its validated configs (``recipe.configs``)."""
+    cfg = recipe.configs
+    task = task or build_task(recipe.task.name, **recipe.task.kwargs)
+    torch.manual_seed(recipe.seed)
+    model = task.build_model(recipe.seed)
+    adapter = registry.get("adapters", recipe.adapter.name).build(cfg.adapter)
+    model = adapter.apply(model, task)
+    params = trainable_named_parameters(model)
+    if not params:
+        raise LeanfitError(f"adapter {recipe.adapter.name!r} left no trainable parameters on task {task.name}.")
+    optimizer = registry.get("optim", recipe.optimizer.name).build(cfg.optimizer).build(params, task)
+    callbacks: list[Callback] = []
+    if recipe.data:
+        callbacks.append(registry.get("data", recipe.data.name).build(cfg.data))
+    callbacks += [registry.get("compress", c.name).build(k) for c, k in zip(recipe.compress, cfg.compress)]
+    return BuiltRun(recipe, task, model, adapter, optimizer, callbacks)
+
+
+def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
+    """Train one recipe and measure it. A NaN loss gives a RunResult with status 'failed' (never lost)."""
+    run = build_run(recipe, task)
+    trainable, total = count_params(run.model)
+    trainer = run.trainer(callbacks)
+    result = RunResult(recipe=recipe.to_dict(), recipe_id=recipe.id, task=run.task.name, env=environment(),
+                       data_hash=run.task.data_hash())
+    try:
+        s = trainer.fit()
+        result.status = "pruned" if s.pruned else "complete"
+    except NonFiniteLossError as e:
+        s, result.status, result.error = trainer.state, "failed", str(e)
+    result.metrics = dict(s.metrics)
+    result.curve = list(s.curve)
+    result.costs = run_costs(run, trainer, s, trainable, total)
+    result.extra = run_reports(s)
+    return result
+
+
+def run_costs(run: BuiltRun, trainer: Trainer, s: TrainState, trainable: int, total: int) -> dict[str, float]:
+    """The cost meters of a finished run (see README "What is measured")."""
+    state_bytes = optimizer_state_bytes(run.optimizer)
+    grads = param_bytes(run.model, trainable_only=True) * (not trainer.forward_passes)  # zeroth-order: no grads
+    return {
+        "trainable_params": trainable, "total_params": total, "optimizer_state_bytes": state_bytes,
+        "activation_bytes": trainer.activation_bytes,
+        "train_memory_bytes": param_bytes(run.model) + grads + state_bytes + trainer.activation_bytes,
+        "peak_rss_bytes": s.peak_rss_bytes, "train_flops": s.flops, "samples_seen": s.samples_seen,
+        "steps": s.step, "wall_time_s": s.wall_time,
+    }
+
+
+def run_reports(s: TrainState) -> dict[str, Any]:
+    """What the methods reported, for RunResult.extra (data-selector keys flattened as ``data_<key>``)."""
+    extra: dict[str, Any] = {"planned_steps": s.planned_steps}
+    if s.compress_reports:
+        extra["compress"] = list(s.compress_reports)
+    extra.update({f"data_{k}": v for k, v in s.data_report.items()})
+    if s.peak_cuda_bytes:
+        extra["peak_cuda_bytes"] = s.peak_cuda_bytes
+    if s.stop_reason:
+        extra["stop_reason"] = s.stop_reason
+    return extra

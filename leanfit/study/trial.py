@@ -1,0 +1,116 @@
+"""One trial: sample a point, build its recipe, train it (with a heartbeat and the successive-halving stopper), and
+tell Optuna COMPLETE / PRUNED / FAIL with the whole RunResult in the trial's user attrs."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from typing import Any, Callable
+
+from ..engine.callbacks import Callback, TrainState
+from ..engine.errors import LeanfitError
+from ..engine.result import RunResult
+from . import objectives as obj
+from .config import GRID_PARAM, StudyConfig, _norm
+from .space import SearchSpace
+from .stopper import OptunaRungBoard, StopperConfig, TrialStopper
+
+
+class Heartbeat(Callback):
+    """Refresh the trial's ``heartbeat`` user attr every ``every_s`` seconds of training (for stale sweeps on
+    other hosts)."""
+
+    def __init__(self, trial: Any, every_s: float = 20.0):
+        self.trial, self.every_s, self.last = trial, every_s, time.time()
+
+    def after_step(self, state: TrainState) -> None:
+        now = time.time()
+        if now - self.last >= self.every_s:
+            self.trial.set_user_attr("heartbeat", now)
+            self.last = now
+
+
+RunFn = Callable[..., RunResult]  # run_fn(recipe, callbacks=[...]) -> RunResult
+
+
+def _default_run(recipe: Any, callbacks: Any = ()) -> RunResult:
+    from ..engine.run import run_recipe
+
+    return run_recipe(recipe, callbacks=callbacks)
+
+
+def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_fn: RunFn | None = None,
+              extra_callbacks: Any = ()) -> tuple[str, RunResult | None]:
+    """Sample, train and tell one trial. Returns (state name, result).
+
+    A point whose recipe this study already completed is not trained again: the trial records
+    ``duplicate_of`` and reuses that result (runs are deterministic for a seed). Samplers over small categorical
+    spaces (TPE, random) propose repeats often; this keeps them from paying twice."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+    trial.set_user_attr("heartbeat", time.time())
+    try:
+        if cfg.sampler == "grid":
+            grid = space.grid()
+            flat = grid[trial.suggest_categorical(GRID_PARAM, list(range(len(grid))))]
+        else:
+            flat = space.suggest(trial)
+        trial.set_user_attr("params", _norm(flat))
+        recipe = space.recipe(flat, cfg.task)
+    except LeanfitError as e:
+        trial.set_user_attr("error", str(e))
+        study.tell(trial, state=TrialState.FAIL)
+        return "fail", None
+    prev = _completed_twin(study, recipe.id) if cfg.reuse_duplicates else None
+    if prev is not None:  # runs are deterministic for a seed: training it again would give the same metrics
+        trial.set_user_attr("duplicate_of", prev.number)
+        result = RunResult.from_dict(prev.user_attrs["result"])
+        return _tell(study, trial, result, cfg)
+    cbs: list[Callback] = [Heartbeat(trial), *extra_callbacks]
+    if cfg.stopper is not None:
+        cbs.append(TrialStopper(StopperConfig(**cfg.stopper), OptunaRungBoard(study, trial)))
+    try:
+        result = (run_fn or _default_run)(recipe, callbacks=cbs)
+    except KeyboardInterrupt:  # Ctrl-C: FAIL without result or error = interrupted → retried on the next run
+        trial.set_user_attr("fail_reason", "interrupted: KeyboardInterrupt")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as e:  # a bug or bad point: stored as a failed trial with the error, never lost
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        study.tell(trial, state=TrialState.FAIL)
+        return "fail", None
+    return _tell(study, trial, result, cfg)
+
+
+def _completed_twin(study: Any, recipe_id: str) -> Any:
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("recipe_id") == recipe_id and "result" in t.user_attrs:
+            return t
+    return None
+
+
+def _tell(study: Any, trial: Any, result: RunResult, cfg: StudyConfig) -> tuple[str, RunResult]:
+    from optuna.trial import TrialState
+
+    from ..engine.store import write_result
+
+    write_result(trial, result)
+    if cfg.budgets:  # hard budgets: feasible when every value ≤ 0 (read by TPE / NSGA-II)
+        cons = obj.constraint_values(result, cfg.budgets)
+        trial.set_user_attr(obj.CONSTRAINT_ATTR, cons)
+        if hasattr(trial, "set_constraint"):
+            for name, c in zip(cfg.budgets, cons):
+                trial.set_constraint(name, c)
+    if result.status == "complete":
+        study.tell(trial, obj.objective_values(result, cfg.objectives))
+        return "complete", result
+    if result.status == "pruned":  # partial curve is in the "result" attr; never COMPLETE
+        study.tell(trial, state=TrialState.PRUNED)
+        return "pruned", result
+    study.tell(trial, state=TrialState.FAIL)
+    return "fail", result

@@ -1,0 +1,65 @@
+from dataclasses import dataclass
+
+import pytest
+
+from leanfit.engine import registry
+from leanfit.engine.errors import ConfigError, UnknownNameError
+
+
+def test_unknown_method_lists_close_matches():
+    with pytest.raises(UnknownNameError) as e:
+        registry.get("adapters", "lorra")
+    assert "Did you mean 'lora'" in str(e.value)
+    assert "Valid adapters method names:" in str(e.value)
+
+
+def test_unknown_axis():
+    with pytest.raises(UnknownNameError, match="unknown axis 'adapter'.*Did you mean 'adapters'"):
+        registry.get("adapter", "lora")
+
+
+def test_duplicate_registration_is_an_error():
+    @dataclass(frozen=True)
+    class C:
+        pass
+
+    with pytest.raises(ConfigError, match="registered twice"):
+        registry.register("adapters", "full", C, "dup")(lambda c: c)
+
+
+def test_names_must_be_lower_case():
+    @dataclass(frozen=True)
+    class C:
+        pass
+
+    with pytest.raises(ConfigError, match="lower-case"):
+        registry.register("adapters", "MyAdapter", C, "x")
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"adapters.lora: unknown parameter\(s\) 'rank'. Valid parameters: .*\br\b"):
+        registry.get("adapters", "lora").make_config({"rank": 4})
+
+
+def test_bad_value_names_field_value_and_rule():
+    with pytest.raises(ConfigError, match=r"adapters.lora: r must be an integer ≥ 1, but got 0"):
+        registry.get("adapters", "lora").make_config({"r": 0})
+
+
+def test_every_pytorch_optimizer_is_registered_by_name():
+    from pytorch_optimizer import get_supported_optimizers
+
+    names = {e.name for e in registry.list_methods("optim")}
+    lib = {n.lower() for n in get_supported_optimizers()}
+    assert {"sgd", "adamw", "adan", "lion", "adabelief", "adamp", "sgdsai", "adafactor", "galore"} <= names
+    assert len(lib - names) <= 3, f"library optimizers missing from the registry: {sorted(lib - names)}"
+
+
+def test_library_optimizer_params_validated_against_signature():
+    e = registry.get("optim", "adan")
+    cfg = e.make_config({"lr": 0.01, "weight_decay": 0.02})
+    assert cfg.lr == 0.01 and tuple(cfg.betas) == (0.98, 0.92, 0.99)
+    with pytest.raises(ConfigError, match=r"optim.adan: unknown parameter\(s\) 'momentum'"):
+        e.make_config({"momentum": 0.9})
+    with pytest.raises(ConfigError, match=r"lr must be > 0, but got -1"):
+        e.make_config({"lr": -1})
