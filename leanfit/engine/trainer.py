@@ -16,6 +16,7 @@ from torch import nn
 from .callbacks import Callback, TrainState
 from .errors import NonFiniteLossError
 from .meters import PeakRSS, Stopwatch, count_flops, saved_activation_bytes
+from .metrics import Evaluation
 from .recipe import Schedule
 from .task import Task, TensorDict
 
@@ -47,6 +48,7 @@ class Trainer:
         self.closure_step = bool(getattr(optimizer, "needs_closure", False))  # step(closure): forward+backward inside
         self.loss_step = bool(getattr(optimizer, "needs_loss", False))  # step(lambda: loss) after the usual backward
         self._flops_per_shape: dict[tuple, float] = {}
+        self._optimizer_flops: dict[tuple, float] = {}  # per set of trainable-parameter shapes
         self.activation_bytes = 0
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
 
@@ -77,7 +79,9 @@ class Trainer:
                     evaluations = self._train_step(s)
                     s.step += 1
                     s.samples_seen += len(idx)
-                    s.flops += self._flops_per_shape[key] * evaluations
+                    step_opt = self._optimizer_flops.get(self._param_key(), 0.0)
+                    s.flops += self._flops_per_shape[key] * evaluations + step_opt
+                    s.optimizer_flops += step_opt
                     self._emit("after_step")
                     s.wall_time = clock.elapsed
                     if sch.eval_every and s.step % sch.eval_every == 0:
@@ -115,8 +119,14 @@ class Trainer:
             s.model.train()
         calls = 1
         if self.forward_passes:  # zeroth-order optimizer: it perturbs weights and calls the closure itself
-            with torch.no_grad():
-                loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
+            # eval mode: the two perturbed losses must differ only by the perturbation, not by dropout masks
+            # (MeZO's code turns dropout off; with it on, the projected gradient is mostly dropout noise)
+            s.model.eval()
+            try:
+                with torch.no_grad():
+                    loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
+            finally:
+                s.model.train()
             s.loss = torch.as_tensor(loss).detach()
             self._check_finite(s.loss)
         elif self.closure_step:
@@ -195,6 +205,9 @@ class Trainer:
                 fwd, (loss, _, _) = count_flops(lambda: self._loss(batch))
             bwd, _ = count_flops(loss.backward)
             self.activation_bytes = max(self.activation_bytes, act[0])
+            if not self.closure_step and self._param_key() not in self._optimizer_flops:
+                closure = (lambda: loss.detach()) if self.loss_step else None  # AliG reads the loss value
+                self._optimizer_flops[self._param_key()] = optimizer_step_flops(self.state.optimizer, closure)
             return fwd + bwd
         finally:
             for p in model.parameters():
@@ -205,17 +218,22 @@ class Trainer:
                     named[n].copy_(b)
             torch.set_rng_state(rng)
 
+    def _param_key(self) -> tuple:
+        return tuple(tuple(p.shape) for p in self.state.model.parameters() if p.requires_grad)
+
     # ---- evaluation (excluded from train time) ------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, fraction: float = 1.0, batch_size: int = 256) -> dict[str, float]:
-        task = self.task
-        n = task.n_eval if fraction >= 1 else max(1, math.ceil(task.n_eval * fraction))
-        order = torch.randperm(task.n_eval, generator=torch.Generator().manual_seed(0))[:n]
+    def evaluate(self, fraction: float = 1.0, batch_size: int = 256, split: str = "validation") -> Evaluation:
+        """Metrics on ``split`` (a fixed seeded ``fraction`` of its rows for intermediate evals). The Trainer only
+        ever evaluates validation; ``run_recipe`` scores test once, after training."""
+        n_all = self.task.n_rows(split)
+        rows = torch.arange(n_all) if fraction >= 1 else \
+            torch.randperm(n_all, generator=torch.Generator().manual_seed(0))[:max(1, math.ceil(n_all * fraction))]
         self._optimizer_weights("eval")
-        metrics = task.evaluate(self.state.model, "eval", order, batch_size, self._to_device)
+        ev = self.task.evaluate(self.state.model, split, rows, batch_size, self._to_device)
         if not self._fit_done:
             self._optimizer_weights("train")
-        return metrics
+        return ev
 
     def _optimizer_weights(self, mode: str) -> None:
         """Schedule-free optimizers (2405.15682) train on one iterate and evaluate another; their ``eval()`` /
@@ -228,7 +246,8 @@ class Trainer:
         if not self.evaluate_enabled:
             return
         s = self.state
-        s.metrics = self.evaluate(fraction)
+        s.evaluation = self.evaluate(fraction)
+        s.metrics = dict(s.evaluation.metrics)
         s.curve.append({"step": s.step, "epoch": s.epoch, "samples": s.samples_seen, "flops": s.flops,
                         "wall_time_s": s.wall_time, **s.metrics})
         self._emit("on_eval")
@@ -267,6 +286,42 @@ class Trainer:
     def _emit(self, hook: str) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self.state)
+
+
+def optimizer_step_flops(optimizer: Any, closure: Any = None) -> float:
+    """Matmul FLOPs of one optimizer step (``torch.utils.flop_counter``: Muon's Newton–Schulz iterations and
+    SOAP's / Shampoo's preconditioner products count; element-wise updates such as Adam's count 0, and
+    decompositions such as QR or eigh are not counted). Measured on a copy of the optimizer whose parameters are
+    clones carrying the current gradients, so the real parameters and state are untouched; the copy takes one
+    uncounted step first (a first step often only initialises state) and the second step is counted."""
+    import copy
+
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    memo: dict[int, Any] = {}
+    for p in params:
+        clone = p.detach().clone().requires_grad_(p.requires_grad)
+        clone.grad = None if p.grad is None else p.grad.detach().clone()
+        memo[id(p)] = clone
+    # a shallow copy keeps the optimizer's own attributes (flags such as foreach); state and groups are copied
+    # with every parameter replaced by its clone
+    shadow = object.__new__(type(optimizer))  # not copy.copy: Optimizer.__getstate__ drops such attributes
+    shadow.__dict__.update(optimizer.__dict__)
+    shadow.state = copy.deepcopy(optimizer.state, memo)
+    shadow.param_groups = copy.deepcopy(optimizer.param_groups, memo)
+    rng = torch.get_rng_state()
+    try:
+        args = () if closure is None else (closure,)
+        shadow.step(*args)
+        flops, _ = count_flops(lambda: shadow.step(*args))
+    except Exception as e:  # noqa: BLE001 - a meter must not kill a run; the gap is said, not hidden
+        import warnings
+
+        warnings.warn(f"could not meter {type(optimizer).__name__}'s step FLOPs ({type(e).__name__}: {e}); "
+                      "optimizer_flops counts it as 0.", stacklevel=2)
+        flops = 0.0
+    finally:
+        torch.set_rng_state(rng)
+    return flops
 
 
 def lr_factor(step: int, total: int, sch: Schedule) -> float:
