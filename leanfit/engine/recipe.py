@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from .errors import ConfigError, check, check_keys
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
+FROZEN_PREFIX = ("cache", "eval", "train")
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -84,7 +85,9 @@ class Schedule:
     warmup_ratio: float = 0.0
     grad_clip: float | None = None
     eval_every: int | None = None  # steps between evals; None = once per epoch
-    eval_fraction: float = 1.0  # fraction of the eval set to use (deterministic prefix) for intermediate evals
+    eval_fraction: float = 1.0  # fraction of the validation set used (fixed seeded rows) for intermediate evals
+    group_by_length: bool = False  # batch rows of similar length together (token tasks; HF's group_by_length)
+    frozen_prefix: str = "cache"  # head-only runs: cache | eval | train (engine/features.py)
 
     def __post_init__(self) -> None:
         check(isinstance(self.epochs, int) and self.epochs >= 1, "schedule.epochs", self.epochs, "an integer ≥ 1")
@@ -105,6 +108,9 @@ class Schedule:
               "schedule.eval_every", self.eval_every, "an integer ≥ 1 or null")
         check(isinstance(self.eval_fraction, (int, float)) and 0 < self.eval_fraction <= 1,
               "schedule.eval_fraction", self.eval_fraction, "a number in (0, 1]")
+        check(isinstance(self.group_by_length, bool), "schedule.group_by_length", self.group_by_length, "true or false")
+        check(self.frozen_prefix in FROZEN_PREFIX, "schedule.frozen_prefix", self.frozen_prefix,
+              f"one of {FROZEN_PREFIX}", "Fix: cache (compute the frozen part once), eval or train (recompute it).")
 
 
 @dataclass(frozen=True)

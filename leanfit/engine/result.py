@@ -12,7 +12,8 @@ SCHEMA_VERSION = 2  # 2: validation metrics + test_metrics, diagnostics and flag
 STATUSES = ("complete", "failed", "pruned")
 # Costs every run reports (all ↓ better); "accuracy" is the metric (↑ better).
 COST_KEYS = ("trainable_params", "total_params", "optimizer_state_bytes", "activation_bytes", "train_memory_bytes",
-             "peak_rss_bytes", "train_flops", "optimizer_flops", "samples_seen", "steps", "wall_time_s")
+             "peak_rss_bytes", "train_flops", "optimizer_flops", "cache_flops", "samples_seen", "tokens_seen", "padded_tokens_seen",
+             "steps", "wall_time_s")
 
 
 @dataclass

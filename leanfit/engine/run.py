@@ -114,7 +114,8 @@ def run_costs(run: BuiltRun, trainer: Trainer, s: TrainState, trainable: int, to
         "activation_bytes": trainer.activation_bytes,
         "train_memory_bytes": param_bytes(run.model) + grads + state_bytes + trainer.activation_bytes,
         "peak_rss_bytes": s.peak_rss_bytes, "train_flops": s.flops, "optimizer_flops": s.optimizer_flops,
-        "samples_seen": s.samples_seen,
+        "cache_flops": s.cache_flops,
+        "samples_seen": s.samples_seen, "tokens_seen": s.tokens_seen, "padded_tokens_seen": s.padded_tokens_seen,
         "steps": s.step, "wall_time_s": s.wall_time,
     }
 

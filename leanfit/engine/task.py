@@ -68,6 +68,8 @@ class Task:
     metric: str = "accuracy"
     description: str = ""
     meta: dict = field(default_factory=dict)
+    # Applied to every batch after the rows are picked, e.g. trimming token padding to the batch's longest row.
+    collate: Callable[[TensorDict], TensorDict] | None = None
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -104,18 +106,30 @@ class Task:
     def batch(self, split: str, index: torch.Tensor) -> TensorDict:
         out = {k: v[index] for k, v in self.split(split).items()}
         out["index"] = index
-        return out
+        return self.collate(out) if self.collate is not None else out
+
+    def lengths(self, split: str) -> torch.Tensor | None:
+        """Real (unpadded) tokens per row, for token costs and length-grouped batching; None for non-token data."""
+        mask = self.split(split).get("attention_mask")
+        return None if mask is None else mask.sum(1)
+
+    def token_counts(self, batch: TensorDict) -> tuple[int, int]:
+        """(real, padded) tokens in a batch: what the model attended to and what it computed on."""
+        mask = batch.get("attention_mask")
+        return (0, 0) if mask is None else (int(mask.sum()), mask.numel())
 
     def per_sample_loss(self, outputs: torch.Tensor, batch: TensorDict) -> torch.Tensor:
         """The training loss of each row [B] from the forward's outputs (classification: cross-entropy)."""
         return torch.nn.functional.cross_entropy(outputs, batch["labels"], reduction="none")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, model: nn.Module, split: str = "validation", rows: torch.Tensor | None = None,
-                 batch_size: int = 256, to_device: Callable[[TensorDict], TensorDict] | None = None) -> Evaluation:
+                 batch_size: int = 256, to_device: Callable[[TensorDict], TensorDict] | None = None,
+                 forward: Callable[[nn.Module, TensorDict], torch.Tensor] | None = None) -> Evaluation:
         """Metrics of ``model`` on ``rows`` of ``split`` (all, in order, if None), in eval mode; the model's
         train/eval mode is restored afterwards. Classification: accuracy, eval_loss, macro-F1, per-class
-        precision/recall, the confusion matrix and a flag when predictions collapse to the majority baseline."""
+        precision/recall, the confusion matrix and a flag when predictions collapse to the majority baseline.
+        ``forward`` overrides ``self.forward`` (e.g. a head on cached features)."""
         rows = torch.arange(self.n_rows(split)) if rows is None else rows
         was_training = model.training
         model.eval()
@@ -123,7 +137,7 @@ class Task:
         for idx in rows.split(batch_size):
             b = self.batch(split, idx)
             b = to_device(b) if to_device else b
-            logits.append(self.forward(model, b).float().cpu())
+            logits.append((forward or self.forward)(model, b).float().cpu())
             labels.append(b["labels"].cpu())
         model.train(was_training)
         return classification_evaluation(torch.cat(logits), torch.cat(labels), self.num_classes,
@@ -139,6 +153,22 @@ class Task:
                 h.update(k.encode())
                 h.update(data[k].contiguous().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def trim_padding(multiple: int = 8) -> Callable[[TensorDict], TensorDict]:
+    """A collate that cuts right-padded token tensors (``input_ids``, ``attention_mask``, ``token_type_ids``,
+    ``labels`` of the same width) to the batch's longest real row, rounded up to ``multiple`` (few distinct shapes,
+    friendlier kernels) — dynamic padding, as Hugging Face's DataCollatorWithPadding(pad_to_multiple_of=...)."""
+    def collate(batch: TensorDict) -> TensorDict:
+        mask = batch["attention_mask"]
+        width = mask.shape[1]
+        longest = int(mask.sum(1).max()) if len(mask) else width
+        keep = min(width, -(-max(longest, 1) // multiple) * multiple)
+        if keep == width:
+            return batch
+        return {k: (v[:, :keep] if v.dim() >= 2 and v.shape[1] == width else v) for k, v in batch.items()}
+
+    return collate
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

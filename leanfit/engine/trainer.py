@@ -10,12 +10,12 @@ import os
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .callbacks import Callback, TrainState
 from .errors import NonFiniteLossError
-from .meters import PeakRSS, Stopwatch, count_flops, saved_activation_bytes
+from .features import FeatureCache, head_module, set_frozen_mode, try_cache
+from .meters import PeakRSS, Stopwatch, count_flops, optimizer_step_flops, saved_activation_bytes
 from .metrics import Evaluation
 from .recipe import Schedule
 from .task import Task, TensorDict
@@ -49,6 +49,12 @@ class Trainer:
         self.loss_step = bool(getattr(optimizer, "needs_loss", False))  # step(lambda: loss) after the usual backward
         self._flops_per_shape: dict[tuple, float] = {}
         self._optimizer_flops: dict[tuple, float] = {}  # per set of trainable-parameter shapes
+        self._full_shapes: list[tuple[int, int]] = []  # (rows, width) of batches metered whole
+        self._forward = task.forward  # the training forward (the head on cached features when head-only)
+        self._cache: FeatureCache | None = None
+        self._frozen_head: nn.Module | None = None  # head-only runs: the head (the rest is a frozen prefix)
+        self._mode_dirty = True  # re-apply train/eval modes before the next step (evals reset them)
+        self._batch_linear: bool | None = None  # FLOPs(batch of B) == B × FLOPs(one row)? (checked once)
         self.activation_bytes = 0
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
 
@@ -65,20 +71,25 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         with PeakRSS(enabled=self.measure_memory) as rss:
             self._emit("on_fit_start")
+            self._setup_frozen_prefix()  # train time: a cached prefix is part of what the run computes
             s.scheduler = self._lr_scheduler()
             for s.epoch in range(sch.epochs):
                 s.epoch_indices = self._epoch_order()  # selectors may replace it
                 self._emit("on_epoch_start")
+                if sch.group_by_length:
+                    s.epoch_indices = self._grouped(s.epoch_indices)
                 for idx in s.epoch_indices.split(sch.batch_size):
                     s.batch = self._to_device(self.task.batch("train", idx))  # {inputs..., labels [B], index [B]}
                     self._emit("before_step")
                     key = tuple((k, tuple(v.shape)) for k, v in s.batch.items())
                     if key not in self._flops_per_shape:
                         with clock.paused():
-                            self._flops_per_shape[key] = self._meter_step(s.batch)
+                            self._flops_per_shape[key] = self._meter(s.batch)
                     evaluations = self._train_step(s)
                     s.step += 1
                     s.samples_seen += len(idx)
+                    real, padded = self.task.token_counts(s.batch)
+                    s.tokens_seen, s.padded_tokens_seen = s.tokens_seen + real, s.padded_tokens_seen + padded
                     step_opt = self._optimizer_flops.get(self._param_key(), 0.0)
                     s.flops += self._flops_per_shape[key] * evaluations + step_opt
                     s.optimizer_flops += step_opt
@@ -112,11 +123,43 @@ class Trainer:
             return torch.randperm(self.task.n_train, generator=g)
         return self.rows[torch.randperm(len(self.rows), generator=g)]
 
+    def _grouped(self, order: torch.Tensor) -> torch.Tensor:
+        """Length-grouped batches (as Hugging Face's ``group_by_length``): cut the shuffled order into mega-batches
+        of 50 batches, sort each by length (longest first) so a batch holds rows of similar length, and keep the
+        mega-batches in their random order. Rows without lengths (non-token data) are left as they are."""
+        lengths = self.task.lengths("train")
+        if lengths is None:
+            return order
+        mega = 50 * self.schedule.batch_size
+        chunks = [c[torch.argsort(lengths[c], descending=True, stable=True)] for c in order.split(mega)]
+        return torch.cat(chunks) if chunks else order
+
+    def _setup_frozen_prefix(self) -> None:
+        """Head-only runs: cache the frozen prefix's output (``frozen_prefix: cache``), or keep it in eval mode
+        (``eval``) or train mode (``train``) while it is recomputed every step (features.py)."""
+        s, mode = self.state, self.schedule.frozen_prefix
+        head = head_module(s.model, self.task)
+        if head is None or mode == "train":
+            return
+        self._frozen_head = head
+        if mode == "cache":
+            self._cache = try_cache(s.model, self.task, self._to_device)
+            if self._cache is None:
+                self._frozen_head = None
+                return
+            s.flops += self._cache.flops
+            s.cache_flops = self._cache.flops
+            self._forward = self._cache.forward("train")
+
     def _train_step(self, s: TrainState) -> int:
         """One optimizer step; returns how many metered evaluations (forward+backward, or the zeroth-order
         optimizer's k forwards) it ran."""
-        if not s.model.training:  # .train() walks every submodule: ~0.07 ms a step on a small CNN, so only on change
-            s.model.train()
+        if self._mode_dirty or not s.model.training:  # .train() walks every module: only when something changed
+            if self._frozen_head is not None:
+                set_frozen_mode(s.model, self._frozen_head, self.schedule.frozen_prefix)
+            else:
+                s.model.train()
+            self._mode_dirty = False
         calls = 1
         if self.forward_passes:  # zeroth-order optimizer: it perturbs weights and calls the closure itself
             # eval mode: the two perturbed losses must differ only by the perturbation, not by dropout masks
@@ -165,8 +208,8 @@ class Trainer:
         return loss
 
     def _loss(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.task.forward(self.state.model, batch)  # [B, C]
-        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")  # [B]
+        logits = self._forward(self.state.model, batch)  # [B, C]
+        per_sample = self.task.per_sample_loss(logits, batch)  # [B]
         w = self.state.sample_weights
         loss = (per_sample * w.to(per_sample.device)[batch["index"]]).mean() if w is not None else per_sample.mean()
         return loss, per_sample, logits
@@ -189,7 +232,26 @@ class Trainer:
         return proxy.fit()
 
     # ---- metering (excluded from train time) --------------------------------------------------------------
-    def _meter_step(self, batch: TensorDict) -> float:
+    def _meter(self, batch: TensorDict) -> float:
+        """FLOPs of one step for a new batch shape. The full batch is metered (with its saved-activation bytes)
+        for the first batch and for any shape that could need more activation memory than those metered so far;
+        other shapes (dynamic padding makes many) meter one row and scale by the batch size — exact for models
+        whose FLOPs are linear in the batch, which the first batch verifies (else every shape is metered whole)."""
+        n, width = len(batch["index"]), max((v.shape[1] for v in batch.values() if v.dim() >= 2), default=0)
+        grows = not any(b >= n and w >= width for b, w in self._full_shapes)
+        if grows or not self._batch_linear:
+            flops = self._meter_step(batch, activations=True)
+            self._full_shapes.append((n, width))
+            if self._batch_linear is None and n > 1:
+                self._batch_linear = self._meter_step(self._row(batch), activations=False) * n == flops
+            return flops
+        return self._meter_step(self._row(batch), activations=False) * n
+
+    @staticmethod
+    def _row(batch: TensorDict) -> TensorDict:
+        return {k: v[:1] for k, v in batch.items()}
+
+    def _meter_step(self, batch: TensorDict, activations: bool = True) -> float:
         """FLOPs of one train step for this batch shape (forward + backward, or k forwards for zeroth-order),
         and the bytes autograd saves for backward. Leaves model, grads and RNG exactly as they were."""
         model = self.state.model
@@ -204,7 +266,8 @@ class Trainer:
             with saved_activation_bytes() as act:
                 fwd, (loss, _, _) = count_flops(lambda: self._loss(batch))
             bwd, _ = count_flops(loss.backward)
-            self.activation_bytes = max(self.activation_bytes, act[0])
+            if activations:
+                self.activation_bytes = max(self.activation_bytes, act[0])
             if not self.closure_step and self._param_key() not in self._optimizer_flops:
                 closure = (lambda: loss.detach()) if self.loss_step else None  # AliG reads the loss value
                 self._optimizer_flops[self._param_key()] = optimizer_step_flops(self.state.optimizer, closure)
@@ -230,10 +293,19 @@ class Trainer:
         rows = torch.arange(n_all) if fraction >= 1 else \
             torch.randperm(n_all, generator=torch.Generator().manual_seed(0))[:max(1, math.ceil(n_all * fraction))]
         self._optimizer_weights("eval")
-        ev = self.task.evaluate(self.state.model, split, rows, batch_size, self._to_device)
+        ev = self.task.evaluate(self.state.model, split, rows, batch_size, self._to_device, self._eval_forward(split))
         if not self._fit_done:
             self._optimizer_weights("train")
+        self._mode_dirty = True
         return ev
+
+    def _eval_forward(self, split: str):
+        """With a feature cache, evals run the head on the split's cached features too (computed once)."""
+        if self._cache is None:
+            return None
+        if split not in self._cache.features:
+            self._cache.build(split)
+        return self._cache.forward(split)
 
     def _optimizer_weights(self, mode: str) -> None:
         """Schedule-free optimizers (2405.15682) train on one iterate and evaluate another; their ``eval()`` /
@@ -286,42 +358,6 @@ class Trainer:
     def _emit(self, hook: str) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self.state)
-
-
-def optimizer_step_flops(optimizer: Any, closure: Any = None) -> float:
-    """Matmul FLOPs of one optimizer step (``torch.utils.flop_counter``: Muon's Newton–Schulz iterations and
-    SOAP's / Shampoo's preconditioner products count; element-wise updates such as Adam's count 0, and
-    decompositions such as QR or eigh are not counted). Measured on a copy of the optimizer whose parameters are
-    clones carrying the current gradients, so the real parameters and state are untouched; the copy takes one
-    uncounted step first (a first step often only initialises state) and the second step is counted."""
-    import copy
-
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    memo: dict[int, Any] = {}
-    for p in params:
-        clone = p.detach().clone().requires_grad_(p.requires_grad)
-        clone.grad = None if p.grad is None else p.grad.detach().clone()
-        memo[id(p)] = clone
-    # a shallow copy keeps the optimizer's own attributes (flags such as foreach); state and groups are copied
-    # with every parameter replaced by its clone
-    shadow = object.__new__(type(optimizer))  # not copy.copy: Optimizer.__getstate__ drops such attributes
-    shadow.__dict__.update(optimizer.__dict__)
-    shadow.state = copy.deepcopy(optimizer.state, memo)
-    shadow.param_groups = copy.deepcopy(optimizer.param_groups, memo)
-    rng = torch.get_rng_state()
-    try:
-        args = () if closure is None else (closure,)
-        shadow.step(*args)
-        flops, _ = count_flops(lambda: shadow.step(*args))
-    except Exception as e:  # noqa: BLE001 - a meter must not kill a run; the gap is said, not hidden
-        import warnings
-
-        warnings.warn(f"could not meter {type(optimizer).__name__}'s step FLOPs ({type(e).__name__}: {e}); "
-                      "optimizer_flops counts it as 0.", stacklevel=2)
-        flops = 0.0
-    finally:
-        torch.set_rng_state(rng)
-    return flops
 
 
 def lr_factor(step: int, total: int, sch: Schedule) -> float:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.errors import ConfigError, DataError, MissingExtraError
-from ..engine.task import Task, register_task, stratified_split, three_way_split
+from ..engine.errors import ConfigError, DataError, MissingExtraError, check
+from ..engine.task import Task, register_task, stratified_split, three_way_split, trim_padding
 from .files import label_ids, read_table
 from .splits import SplitReport, dedupe, drop_overlap
 
@@ -78,15 +78,22 @@ def _tokenizer(model_dir: str):
 Split = tuple[list[str], list[int]]  # (texts, label ids)
 
 
+PADDING = ("longest", "max_length")
+
+
 def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_dir: str | Path | None = None,
                     max_length: int = 64, description: str = "", labels: list[str] | None = None,
-                    meta: dict | None = None) -> Task:
-    """A text-classification Task from (texts, label ids) per split: each split tokenised once (padded to
-    ``max_length``), the model = the encoder + mean pooling + a fresh Linear head."""
+                    meta: dict | None = None, padding: str = "longest") -> Task:
+    """A text-classification Task from (texts, label ids) per split: each split tokenised once (stored padded to
+    ``max_length``), the model = the encoder + mean pooling + a fresh Linear head. ``padding="longest"`` (default)
+    trims every batch to its longest row (rounded up to 8): short texts stop paying for pad tokens."""
+    check(padding in PADDING, "task padding", padding, f"one of {PADDING}",
+          "Fix: padding: longest (dynamic, the default) or max_length (every batch padded to max_length).")
     model_dir = str(model_dir or minilm_dir())
     if not Path(model_dir).is_dir():
         raise DataError(f"model folder {model_dir!r} does not exist. Fix: give a local Hugging Face model folder.")
     tok = _tokenizer(model_dir)
+    dynamic = padding == "longest" and tok.padding_side == "right"
 
     def encode(texts: list[str], y: list[int]) -> dict[str, torch.Tensor]:
         enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
@@ -101,8 +108,9 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
     return Task(
         name=name, build_model=build_model, num_classes=n_classes, head=("classifier",),
         train=encode(*splits["train"]), validation=encode(*splits["validation"]), test=encode(*splits["test"]),
-        target_modules=("query", "value"), description=description,
-        meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or [], **(meta or {})},
+        target_modules=("query", "value"), description=description, collate=trim_padding() if dynamic else None,
+        meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or [], "padding": padding,
+              **(meta or {})},
     )
 
 
@@ -161,10 +169,10 @@ def make_splits(data: dict[str, Split], report: SplitReport, sizes: dict[str, An
 
 def finish_splits(name: str, data: dict[str, Split], names: list[str], report: SplitReport, sizes: dict[str, Any],
                   max_length: int, model_dir: Any, desc: str, validation_fraction: float = 0.1,
-                  test_fraction: float = 0.2) -> Task:
+                  test_fraction: float = 0.2, padding: str = "longest") -> Task:
     data = make_splits(data, report, sizes, validation_fraction, test_fraction)
     return build_text_task(name, data, len(names), model_dir, max_length, f"{desc} ({report.text()})", names,
-                           meta={"splits": report.to_dict()})
+                           meta={"splits": report.to_dict()}, padding=padding)
 
 
 def bbc_news() -> tuple[list[str], list[int], list[str]]:
@@ -185,12 +193,12 @@ def bbc_news() -> tuple[list[str], list[int], list[str]]:
 @register_task("minilm-bbc", "MiniLM-L6 (real pretrained weights) fine-tuned on BBC News topics (5 classes)")
 def minilm_bbc(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
                validation_fraction: float = 0.1, test_fraction: float = 0.2, max_length: int = 64,
-               model: str | None = None) -> Task:
+               model: str | None = None, padding: str = "longest") -> Task:
     texts, y, names = bbc_news()
     texts, y, dups = dedupe(texts, y)
     return finish_splits("minilm-bbc", {"train": (texts, y)}, names, SplitReport(dups),
                          {"n_train": n_train, "n_validation": n_validation, "n_test": n_test}, max_length, model,
-                         "BBC News topic classification", validation_fraction, test_fraction)
+                         "BBC News topic classification", validation_fraction, test_fraction, padding)
 
 
 # ---- user files ---------------------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ def text_file(train: str, validation: str | None = None, test: str | None = None
               label_column: str = "label", model: str | None = None, max_length: int = 64,
               n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
               validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str = "text-file",
-              eval: str | None = None) -> Task:
+              padding: str = "longest", eval: str | None = None) -> Task:
     """Train/validation/test from files; a split without a file is carved from train (stratified) and the task
     description says so. Exact duplicates are removed inside each file, and held-out rows also in train dropped."""
     if eval is not None:
@@ -217,7 +225,7 @@ def text_file(train: str, validation: str | None = None, test: str | None = None
     return finish_splits(name, data, names, report, {"n_train": n_train, "n_validation": n_validation,
                                                      "n_test": n_test}, max_length, model,
                          "text files " + ", ".join(f"{k}={v}" for k, v in files.items()), validation_fraction,
-                         test_fraction)
+                         test_fraction, padding)
 
 
 def shared_data_dir() -> Path | None:
@@ -241,15 +249,17 @@ def _shared(dataset: str, files: dict[str, str], **kw: Any) -> Task:
 
 @register_task("minilm-sst2", "MiniLM on SST-2 sentiment (needs ../shared/data; tests and benchmarks)")
 def minilm_sst2(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-                max_length: int = 64, model: str | None = None) -> Task:
+                max_length: int = 64, model: str | None = None, padding: str = "longest") -> Task:
     """SST-2's own splits: train, dev (validation) and test."""
     return _shared("sst2", {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}, n_train=n_train,
-                   n_validation=n_validation, n_test=n_test, max_length=max_length, model=model)
+                   n_validation=n_validation, n_test=n_test, max_length=max_length, model=model, padding=padding)
 
 
 @register_task("minilm-trec", "MiniLM on TREC-6 question types (needs ../shared/data; tests and benchmarks)")
 def minilm_trec(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-                validation_fraction: float = 0.1, max_length: int = 64, model: str | None = None) -> Task:
+                validation_fraction: float = 0.1, max_length: int = 64, model: str | None = None,
+                padding: str = "longest") -> Task:
     """TREC's train and test; validation carved from train."""
     return _shared("trec", {"train": "train.tsv", "test": "test.tsv"}, n_train=n_train, n_validation=n_validation,
-                   n_test=n_test, validation_fraction=validation_fraction, max_length=max_length, model=model)
+                   n_test=n_test, validation_fraction=validation_fraction, max_length=max_length, model=model,
+                   padding=padding)

@@ -49,8 +49,14 @@ def test_frozen_backbone_flops_drop_exactly():
     model = task.build_model(0)
     model.fc.requires_grad_(False)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B)).fit()
-    assert s.flops == 2 * B * (D * H + H * C) + 2 * B * H * C  # head dW only
+    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B, frozen_prefix="eval")).fit()
+    assert s.flops == 2 * B * (D * H + H * C) + 2 * B * H * C  # recomputed every step: forward + head dW only
+    model = task.build_model(0)
+    model.fc.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B)).fit()  # cached (the default for head-only)
+    assert s.cache_flops == 2 * B * (D * H + H * C)  # one forward of the whole model over the train rows
+    assert s.flops == s.cache_flops + 2 * B * H * C + 2 * B * H * C  # then the head alone: forward + dW
 
 
 def test_flops_multiply_by_steps_and_batch_shapes():
