@@ -331,3 +331,17 @@ def test_onecycle_schedule_peaks_at_lr():
     peak = max(range(len(seen)), key=seen.__getitem__)
     assert seen[peak] == pytest.approx(0.1) and seen[0] < 0.01 and seen[-1] < 1e-3
     assert abs(peak - 0.3 * len(seen)) <= 1.5
+
+
+@pytest.mark.parametrize("name, params", [("adamw", {"lr": 1e-2, "weight_decay": 0.1}),
+                                          ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})])
+def test_fused_default_matches_the_unfused_update(name, params):
+    """The default (fused where torch has it) gives the same weights as torch's per-tensor implementation."""
+    runs = {}
+    for fused in (None, False):
+        m = mlp()
+        opt = build(name, {**params, "fused": fused}, m)
+        assert bool(opt.defaults.get("fused")) == (fused is None)  # the fast path is the default on this build
+        runs[fused] = run(opt, m, steps=5)
+    for a, b in zip(*(r.param_groups[0]["params"] for r in runs.values())):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
