@@ -23,6 +23,7 @@ from .errors import ConfigError, check, check_keys
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
 FROZEN_PREFIX = ("cache", "eval", "train")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -88,6 +89,9 @@ class Schedule:
     eval_fraction: float = 1.0  # fraction of the validation set used (fixed seeded rows) for intermediate evals
     group_by_length: bool = False  # batch rows of similar length together (token tasks; HF's group_by_length)
     frozen_prefix: str = "cache"  # head-only runs: cache | eval | train (engine/features.py)
+    grad_accum: int = 1  # micro-batches of batch_size per optimizer step (effective batch = batch_size × grad_accum)
+    gradient_checkpointing: bool = False  # recompute activations in backward (Hugging Face models)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the training forward)
 
     def __post_init__(self) -> None:
         check(isinstance(self.epochs, int) and self.epochs >= 1, "schedule.epochs", self.epochs, "an integer ≥ 1")
@@ -111,6 +115,11 @@ class Schedule:
         check(isinstance(self.group_by_length, bool), "schedule.group_by_length", self.group_by_length, "true or false")
         check(self.frozen_prefix in FROZEN_PREFIX, "schedule.frozen_prefix", self.frozen_prefix,
               f"one of {FROZEN_PREFIX}", "Fix: cache (compute the frozen part once), eval or train (recompute it).")
+        check(isinstance(self.grad_accum, int) and not isinstance(self.grad_accum, bool) and self.grad_accum >= 1,
+              "schedule.grad_accum", self.grad_accum, "an integer ≥ 1")
+        check(isinstance(self.gradient_checkpointing, bool), "schedule.gradient_checkpointing",
+              self.gradient_checkpointing, "true or false")
+        check(self.precision in PRECISIONS, "schedule.precision", self.precision, f"one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)
