@@ -10,7 +10,6 @@ import os
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .callbacks import Callback, TrainState
@@ -166,7 +165,7 @@ class Trainer:
 
     def _loss(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.task.forward(self.state.model, batch)  # [B, C]
-        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")  # [B]
+        per_sample = self.task.per_sample_loss(logits, batch)  # [B] (classification: cross-entropy)
         w = self.state.sample_weights
         loss = (per_sample * w.to(per_sample.device)[batch["index"]]).mean() if w is not None else per_sample.mean()
         return loss, per_sample, logits
