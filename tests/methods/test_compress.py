@@ -243,7 +243,10 @@ def test_svd_compress_reports_ranks_from_shapes(trained_digits, digits):
     for name, r in rep["ranks"].items():
         mod = m.get_submodule(name)
         assert isinstance(mod, lowrank.LowRankLinear) and mod.down.weight.shape[0] == r == mod.up.weight.shape[1]
-    assert rep["layers_factorized"] >= 1
+    assert rep["layers_factorized"] == len(rep["ranks"]) >= 1
+    for name, r in rep["ranks"].items():  # the energy rule, from the singular values of the original weight
+        sv = torch.linalg.svdvals(trained_digits.get_submodule(name).weight.detach().double())
+        assert r == lowrank.energy_rank(sv, 0.5) < min(trained_digits.get_submodule(name).weight.shape)
     assert sum(p.numel() for p in m.parameters()) < sum(p.numel() for p in trained_digits.parameters())
 
 
@@ -269,7 +272,7 @@ def test_gptq_error_not_above_rtn_on_calibration(trained_digits, digits):
             qg, sg = quant.gptq_quantize(w, h, bits)
             qr, _ = quant.rtn_quantize(w, bits)
             err = lambda q: float(torch.einsum("oi,ij,oj->", w - q, h, w - q))  # noqa: E731  ∝ ‖(W−Q)X‖²
-            assert err(qg) <= err(qr)
+            assert err(qg) < 0.8 * err(qr)  # GPTQ's error compensation beats round-to-nearest (0.14–0.46× here)
             assert torch.allclose(torch.round(qg / sg), qg / sg, atol=1e-6)  # on the grid
             assert (torch.round(qg / sg).abs() <= 2 ** (bits - 1) - 1).all()
 
