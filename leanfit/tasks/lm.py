@@ -213,6 +213,7 @@ def lm_task(name: str, folder: str, splits: dict[str, TensorDict], description: 
         name=name, build_model=lambda seed: load_model(folder), train=splits["train"],
         validation=splits["validation"], test=splits["test"], num_classes=len(choices), head=(),
         target_modules=default_targets(folder), forward=lm_forward, description=description,
-        meta={"model_dir": folder, "labels": [c.strip() for c in choices], **(meta or {})},
+        meta={"model_kind": "causal-lm", "model_dir": folder, "labels": [c.strip() for c in choices],
+              "max_length": int(splits["train"]["input_ids"].shape[1]), **(meta or {})},
         collate=trim_padding(8), eval_batch_size=16, kind="causal-lm", tokenizer=tokenizer,
         generation=generation or {}, choices=tuple(choices), max_new_tokens=max_new_tokens, exact_match=exact_match)

@@ -107,7 +107,8 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
         name=name, build_model=build_model, num_classes=n_classes, head=("classifier",),
         train=encode(*splits["train"]), validation=encode(*splits["validation"]), test=encode(*splits["test"]),
         target_modules=("query", "value"), description=description, collate=trim_padding() if dynamic else None,
-        meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or [], "padding": padding,
+        meta={"model_kind": "text-classifier", "model_dir": model_dir, "max_length": max_length,
+              "labels": labels or [], "padding": padding,
               **(meta or {})},
     )
 
