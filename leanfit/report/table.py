@@ -47,7 +47,7 @@ def results_table(results: Sequence[RunResult], title: str = "", front: Sequence
     front_ids = {id(r) for r in front}
     for r in results:
         cells = [_cell(r.value(k), fmt) for _, k, fmt in COLUMNS]
-        name = ("★ " if id(r) in front_ids else "") + r.label
+        name = ("★ " if id(r) in front_ids else "") + r.label + (f" [{r.recipe_id[:6]}]" if len(results) > 1 else "")
         t.add_row(name, r.status + (" ⚠" if r.flags else ""), *cells)
     return t
 
@@ -76,6 +76,8 @@ def print_results(results: Sequence[RunResult], title: str = "", front: Sequence
     if not con.is_terminal:  # piped/CI output: do not squeeze the table into 80 columns
         con = Console(width=140)
     con.print(results_table(results, title, front))
+    for r in front:  # what each frontier recipe is, hyperparameters included
+        con.print(f"★ {r.label} [{r.recipe_id[:6]}]: {r.describe()}", style="dim", highlight=False)
     for line in flag_notes(results):
         con.print(line, style="yellow")
 

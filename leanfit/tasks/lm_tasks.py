@@ -21,7 +21,7 @@ from .corpora import bbc_articles
 from .files import read_table
 from .lm import GenerationData, encode_sft, encode_text, lm_task
 from .lm_models import load_tokenizer, resolve_model
-from .splits import SplitReport, dedupe, make_splits
+from .splits import SplitReport, data_name, dedupe, make_splits
 
 SEP = "\u241e"  # joins prompt and completion into one key for dedup / overlap / stratified splitting
 SPLITS = ("train", "validation", "test")
@@ -175,10 +175,11 @@ def lm_file(train: str, validation: str | None = None, test: str | None = None, 
             completion_column: str = "completion", text_column: str | None = None, model: str | None = None,
             max_length: int = 64, chat_template: bool = False, exact_match: bool | None = None,
             n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-            validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str = "lm-file") -> Any:
+            validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str | None = None) -> Any:
     """SFT when the files have prompt and completion columns (loss on completions; exact match of greedy
     generations when completions are short, or when ``exact_match: true``); plain LM with ``text_column``."""
     files = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
+    name = name or data_name("lm-file", train)
     if text_column is not None:
         return _plain_file(name, files, text_column, model, max_length, _sizes(n_train, n_validation, n_test),
                            (validation_fraction, test_fraction))

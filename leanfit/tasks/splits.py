@@ -13,6 +13,23 @@ from ..engine.task import stratified_split, three_way_split
 Split = tuple[list[str], list[int]]  # (texts, label ids)
 
 
+def data_name(kind: str, path: str) -> str:
+    """A user task's default identity: the kind, the training file's stem and a hash of its bytes — two data sets
+    never share a name (frontiers, tables and dashboards group runs by task name)."""
+    import hashlib
+    from pathlib import Path
+
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        h.update(str(p.resolve()).encode())
+    return f"{kind}:{p.stem}-{h.hexdigest()[:6]}"
+
+
 def normalise(text: str) -> str:
     """The key two texts are duplicates by: whitespace and case folded (uncased encoders such as MiniLM see such
     texts as the same input; the corpora's copies differ only in spacing, line breaks or capitals)."""

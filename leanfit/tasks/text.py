@@ -23,7 +23,7 @@ from ..engine.errors import ConfigError, DataError, MissingExtraError, check
 from ..engine.task import Task, register_task, trim_padding
 from .corpora import bbc_news
 from .files import label_ids, read_table
-from .splits import Split, SplitReport, dedupe, make_splits
+from .splits import Split, SplitReport, data_name, dedupe, make_splits
 
 MINILM_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -137,7 +137,7 @@ def minilm_bbc(n_train: int | None = None, n_validation: int | None = None, n_te
 def text_file(train: str, validation: str | None = None, test: str | None = None, text_column: str = "text",
               label_column: str = "label", model: str | None = None, max_length: int = 64,
               n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-              validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str = "text-file",
+              validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str | None = None,
               padding: str = "longest", eval: str | None = None) -> Task:
     """Train/validation/test from files; a split without a file is carved from train (stratified) and the task
     description says so. Exact duplicates are removed inside each file, and held-out rows also in train dropped."""
@@ -147,6 +147,7 @@ def text_file(train: str, validation: str | None = None, test: str | None = None
                           "early stopping and LR sweeps choose on; carved from train when not given).")
     files = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
     raw = {k: read_table(v, text_column, label_column) for k, v in files.items()}
+    name = name or data_name("text-file", train)
     ids, names = label_ids(*(raw[k][1] for k in raw))
     report, data = SplitReport(), {}
     for (split, (texts, _)), y in zip(raw.items(), ids):

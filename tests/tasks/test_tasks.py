@@ -167,3 +167,16 @@ def test_user_files_overlap_is_dropped_from_test_and_eval_key_says_what_to_use(t
     assert t.n_test == 10 and "10 test rows also in train or validation dropped" in t.description
     with pytest.raises(ConfigError, match="'eval' was split in two.*Fix: use test:"):
         build_task("text-file", train=str(train), eval=str(test))
+
+
+def test_a_user_task_is_named_by_its_data(tmp_path):
+    from leanfit.tasks.splits import data_name
+
+    a, b = tmp_path / "sms.csv", tmp_path / "news.csv"
+    a.write_text("text,label\nhi,0\n")
+    b.write_text("text,label\nhello,1\n")
+    assert data_name("text-file", str(a)).startswith("text-file:sms-")
+    assert data_name("text-file", str(a)) != data_name("text-file", str(b))
+    c = tmp_path / "sms2.csv"
+    c.write_text("text,label\nhi,0\n")
+    assert data_name("text-file", str(a)).split("-")[-1] == data_name("text-file", str(c)).split("-")[-1]
