@@ -79,6 +79,34 @@ def _tokenizer(model_dir: str):
 PADDING = ("longest", "max_length")
 
 
+def tokenise_cached(tok: Any, model_dir: str, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks (padded to ``max_length``), cached on disk under $LEANFIT_CACHE/tokens by
+    (the texts' hash, the tokenizer folder, max_length): repeated runs and search workers never tokenise twice."""
+    import hashlib
+
+    from .lm_models import cache_root
+
+    h = hashlib.sha256(f"{Path(model_dir).resolve()}|{max_length}|{type(tok).__name__}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    path = cache_root() / "tokens" / f"{h.hexdigest()[:32]}.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    if path.exists():
+        try:
+            return load_file(str(path))
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    out = {"input_ids": enc["input_ids"].contiguous(), "attention_mask": enc["attention_mask"].contiguous()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file(out, str(tmp))
+    tmp.replace(path)  # atomic: concurrent workers never read a half-written file
+    return out
+
+
 def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_dir: str | Path | None = None,
                     max_length: int = 64, description: str = "", labels: list[str] | None = None,
                     meta: dict | None = None, padding: str = "longest") -> Task:
@@ -94,9 +122,8 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
     dynamic = padding == "longest" and tok.padding_side == "right"
 
     def encode(texts: list[str], y: list[int]) -> dict[str, torch.Tensor]:
-        enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "labels": torch.tensor(y, dtype=torch.long)}
+        enc = tokenise_cached(tok, model_dir, texts, max_length)
+        return {**enc, "labels": torch.tensor(y, dtype=torch.long)}
 
     def build_model(seed: int) -> nn.Module:
         enc = copy.deepcopy(_encoder(model_dir))

@@ -180,3 +180,22 @@ def test_a_user_task_is_named_by_its_data(tmp_path):
     c = tmp_path / "sms2.csv"
     c.write_text("text,label\nhi,0\n")
     assert data_name("text-file", str(a)).split("-")[-1] == data_name("text-file", str(c)).split("-")[-1]
+
+
+@needs_minilm
+def test_tokenised_data_is_cached_on_disk_and_reused(tmp_path, monkeypatch):
+    from leanfit.tasks.text import _tokenizer, minilm_dir, tokenise_cached
+
+    monkeypatch.setenv("LEANFIT_CACHE", str(tmp_path))
+    tok = _tokenizer(str(minilm_dir()))
+    a = tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 16)
+    files = list((tmp_path / "tokens").glob("*.safetensors"))
+    assert len(files) == 1
+    calls = []
+    monkeypatch.setattr(type(tok), "__call__", lambda self, *a, **k: calls.append(1))
+    b = tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 16)
+    assert not calls and all(torch.equal(a[k], b[k]) for k in a)  # read back, not tokenised again
+    monkeypatch.undo()
+    monkeypatch.setenv("LEANFIT_CACHE", str(tmp_path))
+    tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 32)  # another max_length: another entry
+    assert len(list((tmp_path / "tokens").glob("*.safetensors"))) == 2
