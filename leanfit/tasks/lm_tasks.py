@@ -13,7 +13,7 @@ experiments; validation and test stay clean.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Sequence
 
 from ..engine.errors import check, check_fraction
 from ..engine.task import register_task
@@ -114,16 +114,30 @@ def topic_prompt(title: str, body: str, words: int) -> str:
     return f"Article: {title}. {' '.join(body.split()[:words])}\nTopic:"
 
 
-def fit_prompt(tok: Any, title: str, body: str, words: int, budget: int) -> tuple[str, bool]:
-    """The topic prompt with as many of the first ``words`` body words as fit in ``budget`` tokens (then the
-    title's words), and whether it had to be cut."""
-    title_words = title.split()
-    for n_title, n in [(len(title_words), k) for k in range(words, -1, -1)] + \
-                      [(k, 0) for k in range(len(title_words) - 1, 0, -1)]:
-        p = topic_prompt(" ".join(title_words[:n_title]), body, n)
-        if len(tok(p, add_special_tokens=False).input_ids) <= budget:
-            return p, (n, n_title) != (words, len(title_words))
-    return topic_prompt(title_words[0] if title_words else "", "", 0), True
+def fit_prompts(tok: Any, articles: Sequence[tuple[str, str, str]], words: int, budget: int) -> tuple[list[str], int]:
+    """Topic prompts with as many of the first ``words`` body words as fit in ``budget`` tokens (fewer title words
+    when even the title alone does not fit); returns the prompts and how many had to be cut. Token counts are
+    monotone in the number of words, so each cut prompt is found by bisection."""
+    def n_tokens(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tok(texts, add_special_tokens=False).input_ids]
+
+    prompts = [topic_prompt(t, b, words) for _, t, b in articles]
+    over = [i for i, n in enumerate(n_tokens(prompts)) if n > budget]
+    for i in over:
+        _, title, body = articles[i]
+        tw = title.split()
+        candidates = [(len(tw), k) for k in range(words + 1)] + [(k, 0) for k in range(1, len(tw))]
+        fits = lambda c: n_tokens([topic_prompt(" ".join(tw[:c[0]]), body, c[1])])[0] <= budget  # noqa: E731
+        order = sorted(candidates, key=lambda c: (c[0], c[1]))  # fewest words first: token counts grow along it
+        lo, hi = 0, len(order) - 1
+        if not fits(order[0]):
+            prompts[i] = topic_prompt(tw[0] if tw else "", "", 0)
+            continue
+        while lo < hi:  # the longest candidate that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(order[mid]) else (lo, mid - 1)
+        prompts[i] = topic_prompt(" ".join(tw[:order[lo][0]]), body, order[lo][1])
+    return prompts, len(over)
 
 
 @register_task("lm-bbc-topic", "causal LM on BBC News topics as generation (labels as words); exact match and "
@@ -138,10 +152,9 @@ def lm_bbc_topic(n_train: int | None = None, n_validation: int | None = 100, n_t
     choices = tuple(f" {t}" for t in topics)
     tok = load_tokenizer(str(resolve_model(model)))
     budget = max_length - max(len(tok(c, add_special_tokens=False).input_ids) for c in choices) - 1  # + EOS
-    fitted = [fit_prompt(tok, title, body, words, budget) for _, title, body in arts]
-    prompts, answers = [p for p, _ in fitted], [f" {t}" for t, _, _ in arts]
+    prompts, cut = fit_prompts(tok, arts, words, budget)
+    answers = [f" {t}" for t, _, _ in arts]
     strata = {"train": [topics.index(t) for t, _, _ in arts]}
-    cut = sum(c for _, c in fitted)
     return sft_task("lm-bbc-topic", {"train": (prompts, answers)}, strata, model, max_length,
                     _sizes(n_train, n_validation, n_test),
                     f"BBC News topic as generation, title + first {words} words ({cut} prompts cut to fit "
