@@ -77,3 +77,13 @@ def check_fraction(field: str, value: object, low: str = "(", high: str = "]", m
     if ok:
         ok = (value > 0 if low == "(" else value >= 0) and (value <= 1 if high == "]" else value < 1)
     check(ok, field, value, f"a number in {low}0, 1{high}" + (f" ({meaning})" if meaning else ""), fix)
+
+
+class StorageError(LeanfitError):
+    """A storage URL that cannot be opened (bad URL, missing directory or driver, corrupt file), found before
+    anything trains."""
+
+
+class LeanfitWarning(UserWarning):
+    """Something leanfit repaired or will ignore; the CLI prints these as one ``warning:`` line."""
+
