@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ._common import ALLOW_CODE, check_writable, opt_in_to_code
+
 from ..engine.store import DEFAULT_STORAGE
 
 
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
         join: bool = typer.Option(False, help="Only work on an existing study's queue (extra workers)."),
         stale_after: float = typer.Option(600.0, help="Seconds without heartbeat before another host's RUNNING "
                                           "trial counts as interrupted."),
+        allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Search recipes for the Pareto frontier of accuracy vs cost; rerun the same command to resume."""
         import time
@@ -44,6 +47,7 @@ def register(app: typer.Typer) -> None:
         from ..study.config import StudyConfig, default_study_name
         from ..study.runner import run_study
 
+        opt_in_to_code(allow_code)
         storage = storage_url(storage)
         raw = load_mapping(space)
         stop = None
@@ -94,6 +98,7 @@ def register(app: typer.Typer) -> None:
         from ..report.plots import profiles_png, study_png
         from ..report.profiles import performance_profiles
 
+        check_writable(out.with_name(out.name + ".html"), "--out")
         results, costs = _load(storage, study, cost)
         if not results:
             raise ConfigError(f"no stored runs in {storage}" + (f" for study {study}" if study else "") +

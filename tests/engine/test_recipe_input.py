@@ -1,12 +1,12 @@
 """Reading recipes (issue 14): every malformed file is a named ConfigError, numbers are numbers (``1e-3`` yes,
-``true`` and ``.inf`` no)."""
+``true`` and ``.inf`` no), and a recipe never imports code without the explicit opt-in."""
 import subprocess
 import sys
 
 import pytest
 
 from leanfit.engine import registry
-from leanfit.engine.errors import ConfigError
+from leanfit.engine.errors import ALLOW_CODE_ENV, ConfigError
 from leanfit.engine.recipe import Recipe, load_mapping
 
 
@@ -74,6 +74,21 @@ def test_json_nan_and_yaml_alias_bomb(tmp_path):
 
 def test_pnm_keeps_its_documented_beta_of_one():
     assert registry.get("optim", "pnm").make_config({"betas": [0.9, 1.0]}).betas == [0.9, 1.0]
+
+
+def test_a_recipe_cannot_import_code_without_the_opt_in(tmp_path, monkeypatch):
+    """Old code: `task: {name: "os:system", command: ...}` ran the command."""
+    monkeypatch.delenv(ALLOW_CODE_ENV, raising=False)
+    marker = tmp_path / "pwned"
+    with pytest.raises(ConfigError, match=r"task 'os:system' names Python code .* Fix: if you trust the file, "
+                                          r"rerun with --allow-code"):
+        Recipe.from_dict({"task": {"name": "os:system", "command": f"touch {marker}"}})
+    assert not marker.exists()
+    (tmp_path / "mytasks.py").write_text("from leanfit.engine.task import build_task\n"
+                                         "def make():\n    return build_task('digits-mlp')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(ALLOW_CODE_ENV, "1")
+    assert Recipe.from_dict({"task": "mytasks:make"}).task.name == "mytasks:make"
 
 
 def test_adamw_recipe_validates_without_importing_the_optimizer_library():
