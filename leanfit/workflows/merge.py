@@ -25,20 +25,16 @@ from ..engine.errors import ConfigError, check, check_keys
 from ..engine.task import build_task, is_head
 from ..methods.merge.arithmetic import diagonal_fisher
 from ..methods.merge.rebasin import align, barrier, evaluate_sd, interpolation_curve
+from .weights import read_safetensors
 
 KNOWN = {"method", "params", "base", "task", "task_params", "models", "per_task_heads", "output", "n_fisher"}
 
 
 def load_weights(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{what} must be an existing .safetensors file, but {str(p)!r} does not exist. "
-                          f"Fix: check the path (cwd is {Path.cwd()}).")
-    check(p.suffix == ".safetensors", what, str(p), "a .safetensors file (full model weights)",
+    check(p.suffix == ".safetensors" or not p.exists(), what, str(p), "a .safetensors file (full model weights)",
           "Fix: save with safetensors.torch.save_file(model.state_dict(), path).")
-    sd = load_file(str(p))
+    sd = read_safetensors(p, what)
     if any("lora_" in k or "modules_to_save" in k for k in sd):
         raise ConfigError(f"{what} must hold full model weights, but {str(p)!r} is an adapter checkpoint (keys like "
                           f"{next(k for k in sd if 'lora_' in k or 'modules_to_save' in k)!r}). Fix: merge the adapter "
