@@ -14,7 +14,7 @@ class UnknownNameError(LeanfitError, KeyError):
 
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         valid = sorted(valid)
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5) if isinstance(name, str) else []
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         msg = f"unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}."
         super().__init__(msg)

@@ -37,11 +37,12 @@ class StudyConfig:
     def __post_init__(self) -> None:
         self.objectives = obj.parse_objectives(self.objectives)
         self.budgets = obj.parse_budgets(self.budgets)
-        if self.sampler not in SAMPLERS:
-            raise UnknownNameError("sampler", self.sampler, SAMPLERS)
-        check(isinstance(self.n_trials, int) and self.n_trials >= 1, "trials", self.n_trials, "an integer ≥ 1")
+        if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
+            raise UnknownNameError("sampler", str(self.sampler), SAMPLERS)
+        check(type(self.n_trials) is int and self.n_trials >= 1, "trials", self.n_trials, "an integer ≥ 1")
+        check(type(self.seed) is int and self.seed >= 0, "seed", self.seed, "an integer ≥ 0")
         if self.stopper is not None:
-            StopperConfig(**self.stopper)  # validate now, in the coordinator
+            StopperConfig.from_dict(self.stopper)  # validate now, in the coordinator
         self.task = self.task or self.space.get("task")
         if self.task is None:
             raise ConfigError("no task: the search space has no 'task' key and none was given. "

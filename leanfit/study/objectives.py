@@ -31,6 +31,8 @@ def parse_objectives(names: str | Iterable[str] | None) -> tuple[str, ...]:
         names = ("accuracy", "train_flops")
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    check(isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names), "objectives", names,
+          "names separated by commas, or a list of names", "Fix: e.g. objectives: accuracy,train_flops.")
     out = []
     for n in names:
         n = ALIASES.get(n, n)
@@ -67,6 +69,10 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[str] | None) -> dict[str
     """{name: limit} or ["name<=limit", ...]; a limit may be a percentage ('1%') or a number ('5e6')."""
     if not budgets:
         return {}
+    if isinstance(budgets, str):
+        budgets = [budgets]
+    check(isinstance(budgets, (Mapping, list, tuple)), "budgets", budgets,
+          "a mapping {name: limit} or a list of NAME<=LIMIT", "Fix: e.g. budgets: {trainable_fraction: 1%}.")
     if not isinstance(budgets, Mapping):
         items = {}
         for b in budgets:
@@ -78,6 +84,7 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[str] | None) -> dict[str
         budgets = items
     out: dict[str, float] = {}
     for name, lim in budgets.items():
+        check(isinstance(name, str), "budgets", name, "budget names (text)")
         name = ALIASES.get(name, name)
         if name not in MINIMIZE:
             raise UnknownNameError("budget", name, MINIMIZE)

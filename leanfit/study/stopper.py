@@ -16,12 +16,13 @@ Name clash to avoid (STYLE rule 11): this stops *trials*; weight *pruning* is th
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from ..engine.callbacks import Callback, TrainState
-from ..engine.errors import check
+from ..engine.errors import check, check_keys
 
 RESOURCES = ("samples", "flops")
 
@@ -34,13 +35,23 @@ class StopperConfig:
     min_trials: int = 3  # values needed at a rung before it stops anyone
     metric: str = "accuracy"  # ↑ better
 
+    @classmethod
+    def from_dict(cls, d: Any) -> "StopperConfig":
+        """From a space file's ``stopper:`` mapping (null: the defaults), every key and value checked."""
+        d = {} if d is None else d
+        check(isinstance(d, Mapping), "stopper", d, "a mapping of successive-halving settings",
+              "Fix: e.g. stopper: {resource: samples, reduction_factor: 3}.")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "stopper")
+        return cls(**d)
+
     def __post_init__(self) -> None:
         check(self.resource in RESOURCES, "stopper.resource", self.resource, f"one of {RESOURCES}")
-        check(self.min_resource is None or (isinstance(self.min_resource, (int, float)) and self.min_resource > 0),
+        check(self.min_resource is None or (isinstance(self.min_resource, (int, float))
+                                            and not isinstance(self.min_resource, bool) and self.min_resource > 0),
               "stopper.min_resource", self.min_resource, "a number > 0 or null (auto)")
-        check(isinstance(self.reduction_factor, int) and self.reduction_factor >= 2, "stopper.reduction_factor",
+        check(type(self.reduction_factor) is int and self.reduction_factor >= 2, "stopper.reduction_factor",
               self.reduction_factor, "an integer ≥ 2")
-        check(isinstance(self.min_trials, int) and self.min_trials >= 1, "stopper.min_trials", self.min_trials,
+        check(type(self.min_trials) is int and self.min_trials >= 1, "stopper.min_trials", self.min_trials,
               "an integer ≥ 1")
 
 
