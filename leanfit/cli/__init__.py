@@ -9,10 +9,11 @@ engine's light constants) at module level. They are discovered, not listed.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import typer
 
@@ -33,6 +34,8 @@ def _load_command_modules() -> None:
     _LOADED.append(True)
     for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{__name__}.{mod}").register(app)
+    for command in app.registered_commands:
+        command.callback = _interruptible(command.callback)
 
 
 _LOADED: list[bool] = []
@@ -58,25 +61,24 @@ def _forget_handled_interrupt() -> None:
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run one command line and return its exit code (what ``main`` exits with; tests call it in-process)."""
-    import click
-
     from ..engine.errors import LeanfitError, NonFiniteLossError
 
     _load_command_modules()
     _DEBUG["on"] = False
     _show_leanfit_warnings()
+    exits, aborts, usage = _cli_exceptions()
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="leanfit", standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, *aborts):
         typer.secho("interrupted (Ctrl-C).", fg="yellow", err=True)
         return INTERRUPTED
     except NonFiniteLossError as e:  # a run that trained and diverged: a failed run, not bad input
         return _error(e, FAILED)
     except LeanfitError as e:
         return _error(e, BAD_INPUT)
-    except click.exceptions.Exit as e:
+    except exits as e:
         return e.exit_code
-    except click.ClickException as e:  # usage errors: bad option, missing argument, file not found (exit 2)
+    except usage as e:  # usage errors: an unknown option, a missing argument (exit 2)
         e.show()
         return e.exit_code
     except Exception as e:  # noqa: BLE001 - a bug: one line and a hint, not a traceback
@@ -86,6 +88,40 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
                     "for the traceback and report it.", fg="red", err=True)
         return FAILED
     return code if isinstance(code, int) else OK
+
+
+def _cli_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, abort, usage-error) classes: typer ≥ 0.22 has its own (a vendored click), older typer raises
+    click's."""
+    exits, aborts, usage = [typer.Exit], [typer.Abort], []
+    try:
+        from typer._click.exceptions import ClickException
+
+        usage.append(ClickException)
+    except ImportError:  # pragma: no cover - typer on click
+        pass
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(exits), tuple(aborts), tuple(usage)
+
+
+def _interruptible(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Ctrl-C in any command: one line and exit 130 (typer itself would exit 130 silently)."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.secho("interrupted (Ctrl-C).", fg="yellow", err=True)
+            raise typer.Exit(INTERRUPTED) from None
+
+    return wrapper
 
 
 def _error(e: Exception, code: int) -> int:

@@ -263,7 +263,11 @@ def yaml_load(text: str, where: Any = "YAML") -> Any:
     try:
         return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass (no code, no object tags)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: not valid YAML: {e}".replace("\n", " ")) from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {what}{at}. Fix: correct the YAML there (quote values "
+                          "that contain ':', '[' or '{').") from None
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply to be a leanfit file.") from None
 

@@ -91,6 +91,9 @@ def open_study(storage: Any, name: str, cfg: StudyConfig, create: bool = True, s
                                     sampler=sampler)
     else:  # --join / workers: the study must exist (joining a typo must not create an empty study)
         have = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if not have:
+            raise ConfigError(f"study {name!r} does not exist: the storage has no studies yet. Fix: start the "
+                              "search without --join first (it creates the study and its queue).")
         if name not in have:
             raise UnknownNameError("study", name, have)
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)

@@ -101,7 +101,7 @@ def test_other_commands_exit_2_on_bad_input(tmp_path, capsys):
     space = _recipe(tmp_path, {"task": "digits-mlp", "adapter": {"head_only": {}}}, "space.yaml")
     good = f"sqlite:///{tmp_path / 'ok.db'}"
     code, _, err = _cli(capsys, "search", space, "--join", "--study", "nosuch", "--storage", good)
-    assert code == 2 and "unknown study 'nosuch'" in err  # old code: created an empty study, exit 0
+    assert code == 2 and "study 'nosuch' does not exist" in err  # old code: created an empty study, exit 0
     assert optuna.get_all_study_summaries(good) == []
     code, _, err = _cli(capsys, "lr-find", _recipe(tmp_path, TINY), "--plot", str(tmp_path))
     assert code == 2 and "--plot must be a file path" in err
@@ -170,3 +170,17 @@ def test_ctrl_c_in_search_exits_130_and_the_trial_is_retried_later(tmp_path):
     assert "interrupted: rerun the same command to resume" in out and "Traceback" not in out
     (t,) = optuna.load_study(study_name="c", storage=url).get_trials(states=(TrialState.FAIL,))
     assert t.user_attrs["fail_reason"].startswith("interrupted")
+
+
+def test_usage_errors_exit_2_and_ctrl_c_anywhere_exits_130(tmp_path, capsys, monkeypatch):
+    code, _, err = _cli(capsys, "run", _recipe(tmp_path, TINY), "--bogus")
+    assert code == 2 and "No such option: --bogus" in err  # typer's own exception classes, not click's
+    assert _cli(capsys, "nosuch")[0] == 2
+    import leanfit.engine.recipe
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leanfit.engine.recipe.Recipe, "load", ctrl_c)
+    code, _, err = _cli(capsys, "run", _recipe(tmp_path, TINY))
+    assert code == 130 and "interrupted (Ctrl-C)." in err
