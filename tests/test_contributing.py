@@ -20,7 +20,7 @@ CHECKS = {
         from leanfit.engine import registry
         from leanfit.engine.task import Task
         model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
-        task = Task("t", lambda s: model, {"labels": torch.zeros(1)}, {"labels": torch.zeros(1)}, 2, head=("2",))
+        task = Task("t", lambda s: model, *[{"labels": torch.zeros(1)}] * 3, 2, head=("2",))
         a = registry.get("adapters", "ln_gain").build({})
         expected = a.param_formula(model, task)
         m = a.apply(model, task)

@@ -31,7 +31,11 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     samples_seen: int = 0
-    flops: float = 0.0  # train FLOPs so far (forward+backward of every step + what callbacks add)
+    tokens_seen: int = 0  # real (attended) tokens of the training batches (token tasks only)
+    padded_tokens_seen: int = 0  # tokens computed on, padding included
+    flops: float = 0.0  # train FLOPs so far (forward+backward and optimizer step of every step + what callbacks add)
+    optimizer_flops: float = 0.0  # the optimizer steps' share of ``flops`` (matmul FLOPs of the update)
+    cache_flops: float = 0.0  # the one-time frozen-prefix caching pass's share of ``flops`` (features.py)
     wall_time: float = 0.0  # train seconds so far, eval and metering excluded (updated after each step)
     # Set by data selectors in on_epoch_start: which train rows this epoch visits (in order), and
     # optional per-row loss weights (length n_train, mean ~1).
@@ -42,7 +46,8 @@ class TrainState:
     loss: torch.Tensor | None = None
     per_sample_loss: torch.Tensor | None = None  # detached, shape [B]
     logits: torch.Tensor | None = None  # detached, shape [B, C]
-    metrics: dict[str, float] = field(default_factory=dict)  # last eval
+    metrics: dict[str, float] = field(default_factory=dict)  # last validation eval's scalars
+    evaluation: Any = None  # the last validation Evaluation (metrics, details, flags)
     curve: list[dict[str, float]] = field(default_factory=list)
     should_stop: bool = False
     stop_reason: str = ""

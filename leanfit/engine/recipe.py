@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +23,9 @@ from typing import Any, Mapping
 from .errors import ConfigError, check, check_keys
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
+_NUMBER = re.compile(r"(int|float)( \| None)?")  # the annotation of a Schedule field that holds a number
+FROZEN_PREFIX = ("cache", "eval", "train")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -84,12 +88,17 @@ class Schedule:
     warmup_ratio: float = 0.0
     grad_clip: float | None = None
     eval_every: int | None = None  # steps between evals; None = once per epoch
-    eval_fraction: float = 1.0  # fraction of the eval set to use (deterministic prefix) for intermediate evals
+    eval_fraction: float = 1.0  # fraction of the validation set used (fixed seeded rows) for intermediate evals
+    group_by_length: bool = False  # batch rows of similar length together (token tasks; HF's group_by_length)
+    frozen_prefix: str = "cache"  # head-only runs: cache | eval | train (engine/features.py)
+    grad_accum: int = 1  # micro-batches of batch_size per optimizer step (effective batch = batch_size × grad_accum)
+    gradient_checkpointing: bool = False  # recompute activations in backward (Hugging Face models)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the training forward)
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # every field but lr_schedule is a number, and booleans are not numbers
-            check(f.name == "lr_schedule" or not isinstance(getattr(self, f.name), bool), f"schedule.{f.name}",
-                  getattr(self, f.name), "a number, not a boolean")
+        for f in fields(self):  # booleans are not numbers (True would be 1 epoch, 1 step, ...)
+            check(not (_NUMBER.fullmatch(str(f.type)) and isinstance(getattr(self, f.name), bool)),
+                  f"schedule.{f.name}", getattr(self, f.name), "a number, not a boolean")
         check(isinstance(self.epochs, int) and self.epochs >= 1, "schedule.epochs", self.epochs, "an integer ≥ 1")
         check(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65536, "schedule.batch_size",
               self.batch_size, "an integer in [1, 65536]")
@@ -108,6 +117,14 @@ class Schedule:
               "schedule.eval_every", self.eval_every, "an integer ≥ 1 or null")
         check(isinstance(self.eval_fraction, (int, float)) and 0 < self.eval_fraction <= 1,
               "schedule.eval_fraction", self.eval_fraction, "a number in (0, 1]")
+        check(isinstance(self.group_by_length, bool), "schedule.group_by_length", self.group_by_length, "true or false")
+        check(self.frozen_prefix in FROZEN_PREFIX, "schedule.frozen_prefix", self.frozen_prefix,
+              f"one of {FROZEN_PREFIX}", "Fix: cache (compute the frozen part once), eval or train (recompute it).")
+        check(isinstance(self.grad_accum, int) and not isinstance(self.grad_accum, bool) and self.grad_accum >= 1,
+              "schedule.grad_accum", self.grad_accum, "an integer ≥ 1")
+        check(isinstance(self.gradient_checkpointing, bool), "schedule.gradient_checkpointing",
+              self.gradient_checkpointing, "true or false")
+        check(self.precision in PRECISIONS, "schedule.precision", self.precision, f"one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: validation metrics + test_metrics, diagnostics and flags
 STATUSES = ("complete", "failed", "pruned")
 # Costs every run reports (all ↓ better); "accuracy" is the metric (↑ better).
 COST_KEYS = ("trainable_params", "total_params", "optimizer_state_bytes", "activation_bytes", "train_memory_bytes",
-             "peak_rss_bytes", "train_flops", "samples_seen", "steps", "wall_time_s")
+             "peak_rss_bytes", "train_flops", "optimizer_flops", "cache_flops", "samples_seen", "tokens_seen", "padded_tokens_seen",
+             "steps", "wall_time_s")
 
 
 @dataclass
@@ -21,9 +22,12 @@ class RunResult:
     recipe_id: str
     task: str
     status: str = "complete"
-    metrics: dict[str, float] = field(default_factory=dict)  # accuracy, eval_loss (final eval)
+    metrics: dict[str, float] = field(default_factory=dict)  # validation: accuracy, eval_loss, macro_f1 (final eval)
+    test_metrics: dict[str, float] = field(default_factory=dict)  # test, scored once after a run completes
     costs: dict[str, float] = field(default_factory=dict)  # COST_KEYS
     curve: list[dict[str, float]] = field(default_factory=list)  # step, epoch, samples, flops, wall_time_s, accuracy
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # {"validation"|"test": per-class, confusion, baseline}
+    flags: list[str] = field(default_factory=list)  # e.g. "collapsed", "at_baseline" (on validation or test)
     env: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     error: str = ""
@@ -32,7 +36,24 @@ class RunResult:
 
     @property
     def accuracy(self) -> float:
+        """Validation accuracy (what searches choose on)."""
         return float(self.metrics.get("accuracy", float("nan")))
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.test_metrics.get("accuracy", float("nan")))
+
+    def value(self, name: str) -> float:
+        """A metric (validation), a ``test_<metric>``, a cost, or ``trainable_fraction``; NaN when not measured."""
+        if name == "trainable_fraction":
+            total = self.costs.get("total_params") or 0
+            return float(self.costs.get("trainable_params", 0)) / total if total else float("nan")
+        if name.startswith("test_") and name[5:] in self.test_metrics:
+            return float(self.test_metrics[name[5:]])
+        for d in (self.metrics, self.costs):
+            if name in d:
+                return float(d[name])
+        return float("nan")
 
     @property
     def label(self) -> str:

@@ -29,6 +29,7 @@ class BuiltRun:
     adapter: Any
     optimizer: Any
     callbacks: list[Callback] = field(default_factory=list)
+    frozen_unused: list[str] = field(default_factory=list)  # trainable parameters that get no gradient: frozen
 
     def trainer(self, callbacks: Iterable[Callback] = (), **kwargs: Any) -> Trainer:
         r = self.recipe
@@ -44,6 +45,7 @@ def build_run(recipe: Recipe, task: Task | None = None) -> BuiltRun:
     model = task.build_model(recipe.seed)
     adapter = registry.get("adapters", recipe.adapter.name).build(cfg.adapter)
     model = adapter.apply(model, task)
+    unused = freeze_unused(model, task)
     params = trainable_named_parameters(model)
     if not params:
         raise LeanfitError(f"adapter {recipe.adapter.name!r} left no trainable parameters on task {task.name}.")
@@ -52,7 +54,28 @@ def build_run(recipe: Recipe, task: Task | None = None) -> BuiltRun:
     if recipe.data:
         callbacks.append(registry.get("data", recipe.data.name).build(cfg.data))
     callbacks += [registry.get("compress", c.name).build(k) for c, k in zip(recipe.compress, cfg.compress)]
-    return BuiltRun(recipe, task, model, adapter, optimizer, callbacks)
+    return BuiltRun(recipe, task, model, adapter, optimizer, callbacks, unused)
+
+
+def freeze_unused(model: nn.Module, task: Task) -> list[str]:
+    """Freeze trainable parameters that receive no gradient (e.g. an encoder's pooler the task never uses), so they
+    are neither counted as trainable nor updated or perturbed (MeZO). Probed with one backward on two train rows in
+    eval mode; the RNG, gradients and buffers are left as they were."""
+    rows = torch.arange(min(2, task.n_train))
+    batch = task.batch("train", rows)
+    rng, was = torch.get_rng_state(), model.training
+    model.eval()
+    try:
+        task.per_sample_loss(task.forward(model, batch), batch).sum().backward()
+    finally:
+        model.train(was)
+        torch.set_rng_state(rng)
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for n, p in model.named_parameters():
+        p.grad = None
+        if n in unused:
+            p.requires_grad_(False)
+    return unused
 
 
 def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
@@ -73,8 +96,16 @@ def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Cal
         s, result.status, result.error, interrupted = trainer.state, "failed", "interrupted", True
     result.metrics = dict(s.metrics)
     result.curve = list(s.curve)
+    if s.evaluation is not None:
+        result.diagnostics["validation"], result.flags = s.evaluation.details, list(s.evaluation.flags)
+    if result.status == "complete":  # test: scored once, on the finished model, never seen by anything that chooses
+        test = run.task.evaluate(run.model, "test", to_device=trainer._to_device)
+        result.test_metrics, result.diagnostics["test"] = dict(test.metrics), test.details
+        result.flags += [f"test:{f}" for f in test.flags]
     result.costs = run_costs(run, trainer, s, trainable, total)
     result.extra = run_reports(s)
+    if run.frozen_unused:
+        result.extra["frozen_unused"] = run.frozen_unused
     if interrupted:
         raise RunInterrupted(result)
     return result
@@ -88,7 +119,9 @@ def run_costs(run: BuiltRun, trainer: Trainer, s: TrainState, trainable: int, to
         "trainable_params": trainable, "total_params": total, "optimizer_state_bytes": state_bytes,
         "activation_bytes": trainer.activation_bytes,
         "train_memory_bytes": param_bytes(run.model) + grads + state_bytes + trainer.activation_bytes,
-        "peak_rss_bytes": s.peak_rss_bytes, "train_flops": s.flops, "samples_seen": s.samples_seen,
+        "peak_rss_bytes": s.peak_rss_bytes, "train_flops": s.flops, "optimizer_flops": s.optimizer_flops,
+        "cache_flops": s.cache_flops,
+        "samples_seen": s.samples_seen, "tokens_seen": s.tokens_seen, "padded_tokens_seen": s.padded_tokens_seen,
         "steps": s.step, "wall_time_s": s.wall_time,
     }
 

@@ -252,6 +252,9 @@ def result_attrs(result: RunResult) -> dict[str, Any]:
     attrs: dict[str, Any] = {"result": result.to_dict(), "recipe_id": result.recipe_id, "task": result.task,
                              "status": result.status, "label": result.label}
     attrs.update({k: v for k, v in result.metrics.items()})
+    attrs.update({f"test_{k}": v for k, v in result.test_metrics.items()})
+    if result.flags:
+        attrs["flags"] = list(result.flags)
     attrs.update({k: result.costs[k] for k in COST_KEYS if k in result.costs})
     return attrs
 

@@ -22,11 +22,14 @@ GROUPS = (  # (name in the legend, colour, marker, which runs)
 
 
 def _has(r: RunResult, key: str) -> bool:
-    try:
-        value(r, key)
-        return True
-    except KeyError:
-        return False
+    v = value(r, key)
+    return v == v  # not NaN
+
+
+def _hover(r: RunResult) -> str:
+    test = f"<br>test {100 * r.test_accuracy:.2f}%" if r.test_metrics else ""
+    flag = f"<br>⚠ {', '.join(r.flags)}" if r.flags else ""
+    return f"{_html.escape(r.label)}<br>{r.recipe_id}{test}{flag}"
 
 
 def frontier_figure(results: Sequence[RunResult], cost: str = "train_flops", metric: str = "accuracy",
@@ -42,15 +45,16 @@ def frontier_figure(results: Sequence[RunResult], cost: str = "train_flops", met
         fig.add_trace(go.Scatter(
             x=[value(r, cost) for r in rs], y=[100 * value(r, metric) for r in rs], mode="markers", name=name,
             marker=dict(color=color, symbol=symbol, size=8, opacity=0.75),
-            text=[f"{r.label}<br>{r.recipe_id}" for r in rs], hovertemplate="%{text}<br>%{x:.3g}, %{y:.2f}%"))
+            text=[_hover(r) for r in rs], hovertemplate="%{text}<br>%{x:.3g}, validation %{y:.2f}%"))
     front = pareto_front(results, tuple(costs or (cost,)), metric)
     front2d = pareto_front(front, (cost,), metric) if front else []
     if front2d:
         fig.add_trace(go.Scatter(x=[value(r, cost) for r in front2d], y=[100 * value(r, metric) for r in front2d],
                                  mode="lines+markers", name="Pareto frontier", line=dict(color="#c0392b", width=2),
-                                 marker=dict(size=10), text=[r.label for r in front2d],
-                                 hovertemplate="%{text}<br>%{x:.3g}, %{y:.2f}%"))
-    fig.update_layout(title=title or f"{metric} vs {cost}", xaxis_title=f"{cost} (log)", yaxis_title=f"{metric} (%)",
+                                 marker=dict(size=10), text=[_hover(r) for r in front2d],
+                                 hovertemplate="%{text}<br>%{x:.3g}, validation %{y:.2f}%"))
+    fig.update_layout(title=title or f"{metric} vs {cost}", xaxis_title=f"{cost} (log)",
+                      yaxis_title=f"validation {metric} (%)",
                       xaxis_type="log", template="plotly_white", height=460)
     return fig
 
@@ -87,10 +91,14 @@ def profiles_figure(p: Profiles):
 
 
 def _table(front: Sequence[RunResult], costs: Sequence[str], metric: str) -> str:
-    head = "".join(f"<th>{_html.escape(c)}</th>" for c in ("recipe", "task", metric, *costs))
+    """The Pareto set (chosen on validation) with its test numbers beside."""
+    cols = ("recipe", "task", f"validation {metric}", f"test {metric}", *costs, "flags")
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in cols)
     rows = []
     for r in front:
-        cells = [r.label, r.task, f"{100 * value(r, metric):.2f}%", *(f"{value(r, c):.4g}" for c in costs)]
+        test = value(r, f"test_{metric}")
+        cells = [r.label, r.task, f"{100 * value(r, metric):.2f}%", f"{100 * test:.2f}%" if test == test else "—",
+                 *(f"{value(r, c):.4g}" for c in costs), ", ".join(r.flags) or ""]
         rows.append("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -116,7 +124,8 @@ def study_html(results: Sequence[RunResult], path: str | Path, costs: Sequence[s
     front = [r for t in tasks for r in pareto_front([x for x in results if x.task == t], tuple(costs), metric)]
     n = {s: sum(r.status == s for r in results) for s in ("complete", "pruned", "failed")}
     summary = (f"{len(results)} runs on {len(tasks)} task(s): {n['complete']} complete, {n['pruned']} stopped early, "
-               f"{n['failed']} failed. Pareto set on {metric} ↑ and {', '.join(costs)} ↓:")
+               f"{n['failed']} failed. Pareto set chosen on validation {metric} ↑ and {', '.join(costs)} ↓, "
+               f"with each run's test {metric} (scored once, after training):")
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}

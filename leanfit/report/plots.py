@@ -37,7 +37,7 @@ def _draw_frontier(ax, front: Sequence[RunResult], labelled: Sequence[RunResult]
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel(cost.replace("_", " ") + " (log)")
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_ylabel(f"validation {metric} (%)")
     ax.set_title(title or f"{metric} vs {cost}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=fontsize)
@@ -63,7 +63,7 @@ def study_png(results: Sequence[RunResult], path: str | Path, cost: str = "train
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
     for status, color, marker, lab in (("complete", "#7f8c8d", "o", "trials"), ("pruned", "#e67e22", "x", "stopped")):
-        rs = [r for r in results if r.status == status and metric in r.metrics and cost in r.costs]
+        rs = [r for r in results if r.status == status and metric in r.metrics and cost in r.costs]  # validation
         if rs:
             ax.scatter([value(r, cost) for r in rs], [100 * value(r, metric) for r in rs], c=color, marker=marker,
                        label=lab, zorder=2)

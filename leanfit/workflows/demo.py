@@ -10,10 +10,12 @@ DEMO_RECIPES = (
 )
 
 
-def demo_recipes(n_train: int = 320, epochs: int = 3, n_eval: int = 400, max_length: int = 64):
+def demo_recipes(n_train: int = 320, epochs: int = 3, n_validation: int = 200, n_test: int = 400,
+                 max_length: int = 64):
     from ..engine.recipe import Recipe
 
-    task = {"name": "minilm-bbc", "n_train": n_train, "n_eval": n_eval, "max_length": max_length}
+    task = {"name": "minilm-bbc", "n_train": n_train, "n_validation": n_validation, "n_test": n_test,
+            "max_length": max_length}
     return [Recipe.from_dict({"name": name, "task": task, "adapter": ad, "optimizer": opt,
                               "schedule": {"epochs": epochs, "batch_size": 32, "lr_schedule": "linear",
                                            "warmup_ratio": 0.1}, "seed": 0})

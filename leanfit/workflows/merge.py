@@ -108,13 +108,16 @@ def _load_models(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[tu
 
 
 def _evaluate(e: Mapping[str, Any], task: Any, merged: Mapping[str, torch.Tensor], per_head: bool) -> dict[str, Any]:
-    """Merged vs individual accuracy of one model on its task (with its own head when heads are per task)."""
+    """Merged vs individual accuracy of one model on its task's test split (with its own head when heads are per
+    task); validation accuracy beside it, for anyone choosing merge settings."""
     full = {**merged, **{k: v for k, v in e["sd"].items() if is_head(k, task.head)}} if per_head else merged
-    ind = evaluate_sd(task.build_model(0), e["sd"], task)
-    mer = evaluate_sd(task.build_model(0), full, task)
-    return {"checkpoint": e["checkpoint"], "task": task.name, "individual_accuracy": ind["accuracy"],
-            "merged_accuracy": mer["accuracy"], "normalized": mer["accuracy"] / max(ind["accuracy"], 1e-12),
-            "merged_loss": mer["loss"]}
+    out = {"checkpoint": e["checkpoint"], "task": task.name}
+    for split, pre in (("test", ""), ("validation", "validation_")):
+        ind = evaluate_sd(task.build_model(0), e["sd"], task, split)
+        mer = evaluate_sd(task.build_model(0), full, task, split)
+        out.update({f"{pre}individual_accuracy": ind["accuracy"], f"{pre}merged_accuracy": mer["accuracy"],
+                    f"{pre}normalized": mer["accuracy"] / max(ind["accuracy"], 1e-12), f"{pre}merged_loss": mer["loss"]})
+    return out
 
 
 # What a merger may ask for (``Capabilities.inputs``), computed here from the models and their tasks.

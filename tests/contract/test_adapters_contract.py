@@ -39,7 +39,7 @@ def tiny_bert_task(n: int = 8, seq: int = 6) -> Task:
     data = lambda: {"input_ids": torch.randint(1, 50, (n, seq), generator=g),  # noqa: E731
                     "attention_mask": torch.ones(n, seq, dtype=torch.long),
                     "labels": torch.randint(0, 3, (n,), generator=g)}
-    return Task("tiny-bert", build, data(), data(), 3, head=("classifier",), target_modules=("query", "value"))
+    return Task("tiny-bert", build, data(), data(), data(), 3, head=("classifier",), target_modules=("query", "value"))
 
 
 TASKS = {"digits-mlp": lambda: build_task("digits-mlp"), "tiny-bert": tiny_bert_task}
@@ -55,7 +55,7 @@ def task_of(name: str) -> Task:
 def forward(task: Task, model: nn.Module) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        return task.forward(model, task.batch("eval", torch.arange(8)))
+        return task.forward(model, task.batch("validation", torch.arange(8)))
 
 
 def adapted(name: str, task: Task):
@@ -155,7 +155,7 @@ def test_roundtrip_in_fresh_process(tmp_path):
             model, _ = load_adapter(task.build_model(0), {str(tmp_path)!r} + f"/{{name}}.safetensors", task)
             model.eval()
             with torch.no_grad():
-                out[name] = task.forward(model, task.batch("eval", torch.arange(8))).tolist()
+                out[name] = task.forward(model, task.batch("validation", torch.arange(8))).tolist()
         print(json.dumps(out))
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -37,7 +37,7 @@ def tiny_bert_task(n=32) -> Task:
         torch.manual_seed(s)
         return PooledClassifier(BertModel(cfg), 32, 3)
 
-    return Task(name="tiny-bert", build_model=build, train=data, eval=data, num_classes=3, head=("classifier",))
+    return Task(name="tiny-bert", build_model=build, train=data, validation=data, test=data, num_classes=3, head=("classifier",))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_report_equals_tensors_and_model_runs(name, cnn):
     before = {n: tuple(p.shape) for n, p in model.named_parameters()}
     rep = registry.get("compress", name).build(SMALL.get(name, {})).compress(model, t)
     check_report(dict(rep), model, before)
-    out = t.forward(model, t.batch("eval", torch.arange(4)))
+    out = t.forward(model, t.batch("validation", torch.arange(4)))
     assert out.shape == (4, t.num_classes) and torch.isfinite(out).all()
     changed = (count_weights(model) != count_weights(base)) or file_bytes(model) != file_bytes(base)
     assert changed, f"{name} changed nothing"

@@ -40,7 +40,7 @@ def toy():
 
 def toy_task(x, y):
     data = {"x": x, "labels": y}
-    return Task("toy", lambda seed: None, data, data, 3, head=(), forward=lambda model, b: model(b["x"]))
+    return Task("toy", lambda seed: None, data, data, data, 3, head=(), forward=lambda model, b: model(b["x"]))
 
 
 def steps(opt, m, x, y, k):

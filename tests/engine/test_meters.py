@@ -29,7 +29,7 @@ def tiny_task(n=B):
         torch.manual_seed(seed)
         return Net()
 
-    return Task("tiny", build, {"x": x, "labels": y}, {"x": x, "labels": y}, C, head=("head",))
+    return Task("tiny", build, *[{"x": x, "labels": y}] * 3, C, head=("head",))
 
 
 def test_train_flops_equal_hand_count():
@@ -49,8 +49,14 @@ def test_frozen_backbone_flops_drop_exactly():
     model = task.build_model(0)
     model.fc.requires_grad_(False)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B)).fit()
-    assert s.flops == 2 * B * (D * H + H * C) + 2 * B * H * C  # head dW only
+    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B, frozen_prefix="eval")).fit()
+    assert s.flops == 2 * B * (D * H + H * C) + 2 * B * H * C  # recomputed every step: forward + head dW only
+    model = task.build_model(0)
+    model.fc.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    s = Trainer(task, model, opt, Schedule(epochs=1, batch_size=B)).fit()  # cached (the default for head-only)
+    assert s.cache_flops == 2 * B * (D * H + H * C)  # one forward of the whole model over the train rows
+    assert s.flops == s.cache_flops + 2 * B * H * C + 2 * B * H * C  # then the head alone: forward + dW
 
 
 def test_flops_multiply_by_steps_and_batch_shapes():
@@ -126,3 +132,48 @@ def test_digits_mlp_param_counts_match_architecture():
     lora = 4 * (64 + 128) + 4 * (128 + 128)
     head = 128 * 10 + 10  # peft modules_to_save keeps a trainable copy of the head
     assert count_params(m) == (lora + head, full + lora + head)
+
+
+# ---- the optimizer step is a cost too (issue 13) --------------------------------------------------------------
+def test_optimizer_step_flops_are_counted_once_per_step_and_leave_training_unchanged():
+    from leanfit import Recipe, run_recipe
+    from leanfit.engine.run import build_run
+
+    base = {"task": "digits-mlp", "schedule": {"epochs": 1, "batch_size": 64, "max_steps": 3}, "seed": 0}
+    adam = run_recipe(Recipe.from_dict({**base, "optimizer": "adamw"}))
+    muon = run_recipe(Recipe.from_dict({**base, "optimizer": "muon"}))
+    assert adam.costs["optimizer_flops"] == 0  # element-wise updates: no matmul FLOPs
+    assert muon.costs["optimizer_flops"] > 3 * adam.costs["train_flops"]  # Newton–Schulz matmuls dominate here
+    assert muon.costs["train_flops"] == adam.costs["train_flops"] + muon.costs["optimizer_flops"]
+    # metering the step (on a copy) changes nothing: the same 3 steps by hand give bit-identical weights
+    run = build_run(Recipe.from_dict({**base, "optimizer": "muon"}))
+    run.trainer(evaluate=False).fit()
+    ref = build_run(Recipe.from_dict({**base, "optimizer": "muon"}))
+    torch.manual_seed(0)
+    order = torch.randperm(ref.task.n_train, generator=torch.Generator().manual_seed(0))
+    for idx in order.split(64)[:3]:
+        b = ref.task.batch("train", idx)
+        torch.nn.functional.cross_entropy(ref.task.forward(ref.model, b), b["labels"]).backward()
+        ref.optimizer.step()
+        ref.optimizer.zero_grad(set_to_none=True)
+    assert all(torch.equal(a, b) for a, b in zip(run.model.parameters(), ref.model.parameters()))
+
+
+def test_parameters_without_gradient_are_frozen_not_counted_and_not_perturbed():
+    from leanfit import Recipe, run_recipe
+
+    class WithDeadLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.dead, self.head = nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, C)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.fc(x)))  # self.dead never runs (like BERT's pooler here)
+
+    t = tiny_task(64)
+    t.build_model = lambda seed: (torch.manual_seed(seed), WithDeadLayer())[1]
+    for opt in ("adamw", {"name": "mezo", "lr": 1e-3}):
+        r = run_recipe(Recipe.from_dict({"task": "digits-mlp", "optimizer": opt, "schedule": {"epochs": 2}}), task=t)
+        assert r.costs["trainable_params"] == (D * H + H) + (H * C + C), r.costs
+        assert r.costs["total_params"] == r.costs["trainable_params"] + H * H + H
+        assert sorted(r.extra["frozen_unused"]) == ["dead.bias", "dead.weight"]

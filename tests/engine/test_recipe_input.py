@@ -55,7 +55,7 @@ def _write(tmp_path, name, text):
     ("optimizer: {name: lion, betas: [1.5, 0.9]}", r"optim.lion: betas must be 2 numbers in \[0, 1\)"),
     ("optimizer: {name: adabelief, eps: -1.0}", r"optim.adabelief: the optimizer rejects these settings: eps"),
     ("task: {name: text-file, train: x.csv, bogus: 1}", r"tasks.text-file: unknown parameter\(s\) 'bogus'\. "
-                                                        r"Valid parameters: eval, eval_fraction, label_column"),
+                                                        r"Valid parameters: eval, label_column, max_length"),
 ])
 def test_bad_values_are_named(tmp_path, text, match):
     body = text if text.startswith("task") else "task: digits-mlp\n" + text

@@ -25,7 +25,7 @@ class Net(nn.Module):
 def task() -> Task:
     g = torch.Generator().manual_seed(0)
     d = {"x": torch.randn(16, 12, generator=g), "labels": torch.randint(0, 3, (16,), generator=g)}
-    return Task("toy", lambda s: Net(), d, d, 3, head=("head",), target_modules=("fc1", "fc2"))
+    return Task("toy", lambda s: Net(), d, d, d, 3, head=("head",), target_modules=("fc1", "fc2"))
 
 
 def build(name, **kw):
@@ -180,7 +180,7 @@ def test_share_lora_one_a_for_equal_widths():
             super().__init__()
             self.fc1 = nn.Linear(8, 8)
 
-    t = Task("toy", lambda s: Net2(), task().train, task().eval, 3, head=("head",), target_modules=("fc1", "fc2"))
+    t = Task("toy", lambda s: Net2(), task().train, task().validation, task().test, 3, head=("head",), target_modules=("fc1", "fc2"))
     a = registry.get("adapters", "share_lora").build({"r": 2})
     m = a.apply(Net2(), t)
     assert m.fc1.shared_a is m.fc2.shared_a

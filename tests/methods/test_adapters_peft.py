@@ -42,7 +42,7 @@ def _perturbed_logits(model, task):
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
     model.eval()
     with torch.no_grad():
-        return task.forward(model, task.batch("eval", torch.arange(16)))
+        return task.forward(model, task.batch("validation", torch.arange(16)))
 
 
 @pytest.mark.parametrize("name", sorted(DIRECT))

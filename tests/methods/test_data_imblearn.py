@@ -21,7 +21,7 @@ def imb_task():
     y = t.train["labels"]
     keep = torch.cat([(y == c).nonzero().flatten()[: (100 if c < 7 else 12)] for c in range(10)]).sort().values
     return Task(name="digits-imb", build_model=t.build_model, train={k: v[keep] for k, v in t.train.items()},
-                eval=t.eval, num_classes=10)
+                validation=t.validation, test=t.test, num_classes=10)
 
 
 def fit(task, name, params=None, seed=0):
@@ -66,7 +66,8 @@ def test_smote_matches_imblearn_and_restores_task(imb_task):
 def test_smote_rejects_token_inputs():
     t = Task(name="tok", build_model=lambda s: None, train={"input_ids": torch.zeros(4, 3, dtype=torch.long),
                                                            "labels": torch.tensor([0, 0, 0, 1])},
-             eval={"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.tensor([0])}, num_classes=2)
+             validation={"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.tensor([0])},
+             test={"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.tensor([0])}, num_classes=2)
     from leanfit.methods.data.imblearn_samplers import float_feature_key
     with pytest.raises(ConfigError, match="smote needs exactly one float input tensor"):
         float_feature_key(t.train)

@@ -134,6 +134,19 @@ def test_rs2_without_replacement_covers_all_rows_before_repeating():
     assert len(torch.cat(plan).unique()) == 10  # the leftover row opens epoch 4
 
 
+@pytest.mark.parametrize("n, fraction", [(300, 0.3), (301, 0.3), (100, 0.37), (7, 0.5)])
+def test_rs2_counts_stay_within_one_of_ideal_over_many_passes(n, fraction):
+    """Without replacement across passes: after E epochs every row was drawn E·k/n times, ±1 (issue 13: 300 rows
+    at 30% gave counts 3–7 after 20 epochs, ideal 6)."""
+    epochs = 23
+    plan = rs2_schedule(n, fraction, epochs, g())
+    k = len(plan[0])
+    assert all(len(p) == k and len(p.unique()) == k for p in plan)  # a row at most once per epoch
+    counts = torch.bincount(torch.cat(plan), minlength=n).float()
+    ideal = epochs * k / n
+    assert (counts - ideal).abs().max() <= 1, (counts.min().item(), counts.max().item(), ideal)
+
+
 # ---- imbalance (2410.04579, 1901.05555) ---------------------------------------------------------------------
 def test_temperature_probs():
     c = torch.tensor([90.0, 10.0])

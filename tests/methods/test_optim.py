@@ -76,6 +76,36 @@ def test_mezo_step_is_zo_sgd_and_keeps_no_state():
         opt.step()
 
 
+def test_mezo_perturbation_passes_run_without_dropout():
+    """Through the Trainer, MeZO's two losses are taken in eval mode: with dropout on they would differ by their
+    masks and the projected gradient would be noise (issue 13: 1.28, −0.81, 6.18 ... vs the true 0.03)."""
+    from leanfit.engine.recipe import Schedule
+    from leanfit.engine.task import Task
+    from leanfit.engine.trainer import Trainer
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 8, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    data = {"x": x, "labels": y}
+    task = Task("toy", None, data, data, data, 3, head=(), forward=lambda m, b: m(b["x"]))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Dropout(0.5), torch.nn.Linear(32, 3))
+    theta0 = [p.detach().clone() for p in model.parameters()]
+    opt = build("mezo", {"lr": 1e-12, "eps": 1e-4, "seed": 5}, model)
+    Trainer(task, model, opt, Schedule(epochs=1, batch_size=32), evaluate=False, measure_memory=False).fit()
+    assert model.training  # the previous mode is restored
+    # the true directional derivative z·∇L(θ0) in eval mode, z = MeZO's first direction
+    ref = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Dropout(0.5), torch.nn.Linear(32, 3))
+    with torch.no_grad():
+        for p, t in zip(ref.parameters(), theta0):
+            p.copy_(t)
+    ref.eval()
+    F.cross_entropy(ref(x), y).backward()
+    groups = [p for p in ref.parameters() if p.ndim >= 2] + [p for p in ref.parameters() if p.ndim < 2]
+    z = direction(groups, 5 * 1_000_003)
+    dd = sum(float((zi * p.grad).sum()) for zi, p in zip(z, groups))
+    assert opt.last_projected_grad == pytest.approx(dd, rel=1e-2, abs=1e-3)
+
+
 def test_mezo_config_errors_name_field():
     with pytest.raises(ConfigError, match="eps must be > 0"):
         registry.get("optim", "mezo").build({"eps": 0})
@@ -86,7 +116,7 @@ def test_mezo_memory_is_inference_level_on_minilm():
     from leanfit.engine.recipe import Recipe
     from leanfit.engine.run import run_recipe
 
-    base = {"task": {"name": "minilm-bbc", "n_train": 16, "n_eval": 16, "max_length": 32},
+    base = {"task": {"name": "minilm-bbc", "n_train": 16, "n_validation": 16, "n_test": 16, "max_length": 32},
             "schedule": {"epochs": 1, "batch_size": 8, "max_steps": 2}}
     zo = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "mezo", "lr": 1e-6}}))
     fo = run_recipe(Recipe.from_dict({**base, "optimizer": {"name": "adamw", "lr": 1e-5}}))
@@ -301,3 +331,17 @@ def test_onecycle_schedule_peaks_at_lr():
     peak = max(range(len(seen)), key=seen.__getitem__)
     assert seen[peak] == pytest.approx(0.1) and seen[0] < 0.01 and seen[-1] < 1e-3
     assert abs(peak - 0.3 * len(seen)) <= 1.5
+
+
+@pytest.mark.parametrize("name, params", [("adamw", {"lr": 1e-2, "weight_decay": 0.1}),
+                                          ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})])
+def test_fused_default_matches_the_unfused_update(name, params):
+    """The default (fused where torch has it) gives the same weights as torch's per-tensor implementation."""
+    runs = {}
+    for fused in (None, False):
+        m = mlp()
+        opt = build(name, {**params, "fused": fused}, m)
+        assert bool(opt.defaults.get("fused")) == (fused is None)  # the fast path is the default on this build
+        runs[fused] = run(opt, m, steps=5)
+    for a, b in zip(*(r.param_groups[0]["params"] for r in runs.values())):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)

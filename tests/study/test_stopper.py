@@ -57,7 +57,7 @@ def test_bad_trial_is_stopped_as_pruned_with_its_partial_curve():
     r = run_recipe(_recipe(1e-6), callbacks=[bad])
     assert r.status == "pruned" and "successive halving" in r.extra["stop_reason"]
     assert bad.decisions and bad.decisions[-1][2] is False
-    assert r.costs["samples_seen"] < 1438 and r.curve and r.curve[-1]["samples"] == r.costs["samples_seen"]
+    assert r.costs["samples_seen"] < 1259 and r.curve and r.curve[-1]["samples"] == r.costs["samples_seen"]
     assert r.metrics["accuracy"] == r.curve[-1]["accuracy"]  # metric = where it was stopped, no final eval
     assert board.values(0)[-1] == pytest.approx(r.curve[0]["accuracy"])
 
@@ -67,9 +67,9 @@ def test_a_finished_run_is_never_marked_pruned():
     board = MemoryRungBoard()
     board.rungs = {k: [1.0, 1.0, 1.0] for k in range(4)}  # everyone else was perfect at every rung
     cfg = StopperConfig(resource="samples", min_resource=10_000, reduction_factor=3, min_trials=1)
-    r = run_recipe(_recipe(1e-2), callbacks=[TrialStopper(cfg, board)])  # 1438 samples < first rung
+    r = run_recipe(_recipe(1e-2), callbacks=[TrialStopper(cfg, board)])  # 1259 samples < first rung
     assert r.status == "complete"
-    cfg2 = StopperConfig(resource="samples", min_resource=1438, reduction_factor=3, min_trials=1)
+    cfg2 = StopperConfig(resource="samples", min_resource=1259, reduction_factor=3, min_trials=1)
     s = TrialStopper(cfg2, board)
     r2 = run_recipe(_recipe(1e-6), callbacks=[s])  # reaches rung 0 only at its last step
     assert r2.status == "complete" and s.decisions == []

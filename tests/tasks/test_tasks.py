@@ -26,18 +26,27 @@ def test_builtin_tasks_listed():
     assert {"digits-mlp", "mnist1d-cnn", "minilm-bbc", "text-file"} <= names
 
 
-def test_digits_split_is_stratified_and_disjoint():
+def _rows(t, split):
+    return {tuple(r.tolist()) for r in t.split(split)["x"]}
+
+
+def test_digits_splits_are_stratified_and_disjoint():
     t = build_task("digits-mlp")
-    assert t.n_train + t.n_eval == 1797
+    assert t.n_train + t.n_validation + t.n_test == 1797
     assert t.train["x"].shape[1] == 64
-    counts = torch.bincount(t.eval["labels"], minlength=10)
+    counts = torch.bincount(t.test["labels"], minlength=10)
     assert counts.min() >= 34 and counts.max() <= 38  # ~20% of each class (≈180 per class)
+    counts = torch.bincount(t.validation["labels"], minlength=10)
+    assert counts.min() >= 16 and counts.max() <= 20  # ~10% of each class
+    tr, va, te = (_rows(t, s) for s in ("train", "validation", "test"))
+    assert not (tr & va) and not (tr & te) and not (va & te)  # the same image never in two splits
 
 
-def test_mnist1d_uses_make_dataset_shapes():
+def test_mnist1d_keeps_its_test_split_and_carves_validation():
     t = build_task("mnist1d-cnn")
-    assert (t.n_train, t.n_eval) == (4000, 1000)
-    assert t.train["x"].shape == (4000, 40)
+    assert (t.n_train, t.n_validation, t.n_test) == (3601, 399, 1000)  # 10% of each class, rounded per class
+    assert t.train["x"].shape == (3601, 40)
+    assert build_task("mnist1d-cnn", n_train=500).validation["x"].equal(t.validation["x"])  # stable under n_train
     m = t.build_model(0)
     assert m(t.train["x"][:3]).shape == (3, 10)
 
@@ -75,11 +84,12 @@ def test_unsupported_and_missing_files(tmp_path):
 @needs_minilm
 def test_text_file_task_tokenises_with_the_local_model_folder(tmp_path):
     root = shared_data_dir()
-    t = build_task("text-file", train=str(root / "trec" / "train.tsv"), eval=str(root / "trec" / "test.tsv"),
+    t = build_task("text-file", train=str(root / "trec" / "train.tsv"), test=str(root / "trec" / "test.tsv"),
                    n_train=120, max_length=32)
     assert t.num_classes == 6 and t.meta["labels"] == ["0", "1", "2", "3", "4", "5"]
     assert t.train["input_ids"].shape == (t.n_train, 32) and 110 <= t.n_train <= 120
-    assert t.n_eval == 500
+    assert t.n_test == 489  # 500 questions, 11 of them verbatim in train: dropped (and said)
+    assert "11 test rows also in train or validation dropped" in t.description and "validation carved from train" in t.description
     assert t.train["input_ids"][0, 0].item() == 101  # [CLS] of the MiniLM (BERT) vocabulary
 
 
@@ -104,13 +114,56 @@ def test_minilm_bbc_trains_end_to_end():
     """Real pretrained MiniLM on real BBC News: two head-only steps through the whole harness."""
     from leanfit import Recipe, run_recipe
 
-    r = Recipe.from_dict({"task": {"name": "minilm-bbc", "n_train": 64, "n_eval": 50, "max_length": 32},
+    r = Recipe.from_dict({"task": {"name": "minilm-bbc", "n_train": 64, "n_validation": 50, "n_test": 50, "max_length": 32},
                           "adapter": "head_only", "optimizer": {"name": "adamw", "lr": 1e-2},
                           "schedule": {"epochs": 1, "batch_size": 32}})
     res = run_recipe(r)
     assert res.status == "complete" and res.costs["steps"] == 2
-    assert res.costs["trainable_params"] == 384 * 5 + 5 and res.costs["total_params"] == 22713216 + 384 * 5 + 5
-    # 2 steps × 32 articles × 32 tokens through 6 layers (eager attention counted), head forward + dW only:
-    L, H, I, T, B, C = 6, 384, 1536, 32, 32, 5
-    analytic = 2 * (B * T * 2 * L * (4 * H * H + 2 * H * I) + B * L * 2 * 2 * T * T * H + 2 * B * H * C * 2)
+    # MiniLM without its pooler (the classifier mean-pools; issue 13): 22,713,216 − 147,840 encoder parameters
+    assert res.costs["trainable_params"] == 384 * 5 + 5 and res.costs["total_params"] == 22713216 - 147840 + 384 * 5 + 5
+    # 2 steps (32 articles, then the rest) × 32 tokens through 6 layers (eager attention counted), head fwd + dW:
+    L, H, I, T, C = 6, 384, 1536, 32, 5
+    n = res.costs["samples_seen"]
+    analytic = sum(B * T * 2 * L * (4 * H * H + 2 * H * I) + B * L * 2 * 2 * T * T * H + 2 * B * H * C * 2
+                   for B in (32, n - 32))
     assert abs(res.costs["train_flops"] - analytic) / analytic < 1e-3
+
+
+# ---- honest splits: no text in two splits, duplicates counted -------------------------------------------------
+def test_dedupe_and_overlap_helpers_count_what_they_drop():
+    from leanfit.tasks.splits import dedupe, drop_overlap
+
+    texts, labels, n = dedupe(["a b", "a  b", "c", "A b\n"], [0, 0, 1, 0])
+    assert (texts, labels, n) == (["a b", "c"], [0, 1], 2)
+    held, y, n = drop_overlap(["c", "d", "a b "], [1, 2, 0], ["a b", "c"])
+    assert (held, y, n) == (["d"], [2], 2)
+
+
+def test_bbc_has_no_article_in_two_splits_and_reports_its_duplicates():
+    from leanfit.tasks.splits import SplitReport, dedupe, normalise
+    from leanfit.tasks.text import bbc_news, make_splits
+
+    texts, y, _ = bbc_news()
+    assert len(texts) - len({normalise(x) for x in texts}) == 101  # the corpus' exact duplicates
+    texts, y, dups = dedupe(texts, y)
+    report = SplitReport(dups)
+    data = make_splits({"train": (texts, y)}, report, {})
+    keys = [{normalise(x) for x in data[s][0]} for s in ("train", "validation", "test")]
+    assert sum(len(data[s][0]) for s in data) == 2225 - 101
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert report.text().startswith("101 exact-duplicate texts removed before splitting")
+
+
+@needs_shared
+def test_user_files_overlap_is_dropped_from_test_and_eval_key_says_what_to_use(tmp_path):
+    from leanfit.engine.errors import ConfigError
+
+    train = tmp_path / "train.csv"
+    test = tmp_path / "test.csv"
+    rows = [f"text,label\n"] + [f"message number {i},{i % 2}\n" for i in range(40)]
+    train.write_text("".join(rows))
+    test.write_text("text,label\n" + "".join(f"message number {i},{i % 2}\n" for i in range(30, 50)))
+    t = build_task("text-file", train=str(train), test=str(test), max_length=16)
+    assert t.n_test == 10 and "10 test rows also in train or validation dropped" in t.description
+    with pytest.raises(ConfigError, match="'eval' was split in two.*Fix: use test:"):
+        build_task("text-file", train=str(train), eval=str(test))

@@ -39,8 +39,7 @@ def weight_sparsity(layers: list[tuple[str, nn.Module]]) -> dict:
 
 def calibration_batches(task, n: int, batch_size: int = 64, split: str = "train") -> Iterator[dict]:
     """The first ``n`` rows of ``split`` in batches (deterministic), without labels' gradients."""
-    data = task.train if split == "train" else task.eval
-    n = min(n, len(data["labels"]))
+    n = min(n, task.n_rows(split))
     for i in range(0, n, batch_size):
         yield task.batch(split, torch.arange(i, min(i + batch_size, n)))
 
@@ -57,11 +56,10 @@ def require_task(task, method: str):
 
 
 @torch.no_grad()
-def accuracy(task, model: nn.Module, split: str = "eval", n: int | None = None, batch_size: int = 128) -> float:
-    """Top-1 accuracy on the first ``n`` rows of ``split`` (all if None)."""
-    data = task.train if split == "train" else task.eval
-    n = len(data["labels"]) if n is None else min(n, len(data["labels"]))
-    return task.evaluate(model, split, torch.arange(n), batch_size)["accuracy"] if n else 0.0
+def accuracy(task, model: nn.Module, split: str = "validation", n: int | None = None, batch_size: int = 128) -> float:
+    """Top-1 accuracy on the first ``n`` rows of ``split`` (all if None). Choices (LASER's rank) use validation."""
+    n = task.n_rows(split) if n is None else min(n, task.n_rows(split))
+    return task.evaluate(model, split, torch.arange(n), batch_size).metrics["accuracy"] if n else 0.0
 
 
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -102,7 +102,7 @@ def count_weights(model: nn.Module) -> tuple[int, int]:
 def latency_side_by_side(task, models: dict[str, nn.Module], batch_size: int = 32, rounds: int = 15,
                          warmup: int = 2) -> dict[str, float]:
     """Median forward wall time (ms) of each model on the same eval batch, measured interleaved round by round."""
-    b = task.batch("eval", torch.arange(min(batch_size, task.n_eval)))
+    b = task.batch("validation", torch.arange(min(batch_size, task.n_validation)))
     for m in models.values():
         m.eval()
     times: dict[str, list[float]] = {k: [] for k in models}
@@ -116,8 +116,10 @@ def latency_side_by_side(task, models: dict[str, nn.Module], batch_size: int = 3
 
 
 def measure(task, model: nn.Module, accuracy_fn=None) -> dict:
+    """Parameters, non-zeros, file bytes, and accuracy on validation and on test (reported, never chosen on)."""
     from ._common import accuracy
 
     params, nz = count_weights(model)
-    return {"accuracy": (accuracy_fn or accuracy)(task, model), "params": params, "nonzeros": nz,
-            "file_bytes": file_bytes(model)}
+    acc = accuracy_fn or accuracy
+    return {"accuracy": acc(task, model, "validation"), "test_accuracy": acc(task, model, "test"), "params": params,
+            "nonzeros": nz, "file_bytes": file_bytes(model)}

@@ -7,8 +7,8 @@
   only factorised when r·(in + out) < in·out (otherwise factoring adds parameters) unless ``force``.
 - ``laser``: Sharma et al., "The Truth is in There: Improving Reasoning in Language Models with Layer-Selective
   Rank Reduction" (2312.13558). Replace ONE weight matrix by its rank-k approximation, k = ⌊ρ·min(in, out)⌋,
-  choosing (layer ℓ, ρ) by accuracy on validation data. Here: the first ``n_val`` rows of the train split (never
-  the eval split) — if the model was trained on those rows their accuracy may saturate; see docs/compress.md.
+  choosing (layer ℓ, ρ) by accuracy on held-out data: here the first ``n_val`` rows of the task's validation split
+  (never train, which the model has fitted, and never test, which is scored once).
   The chosen layer is stored factorised, so a small ρ also saves parameters.
 
 Written by us: a plain torch.linalg.svd; no maintained library offers this as a module transform.
@@ -104,16 +104,16 @@ class SVD(Compressor):
 
 def laser_search(model: nn.Module, task, rhos: tuple[float, ...], n_val: int, head: tuple[str, ...] = (),
                  tolerance: float = 0.0) -> dict:
-    """Try every (layer, ρ) on held-out rows, in place. tolerance = 0: the paper's choice — the best accuracy if it
+    """Try every (layer, ρ) on ``n_val`` validation rows, in place. tolerance = 0: the paper's choice — the best accuracy if it
     is ≥ the unmodified model's (ties → smaller rank), else no change. tolerance > 0 (for compression): the
     smallest rank whose accuracy ≥ base − tolerance (ties → higher accuracy)."""
-    base = accuracy(task, model, "train", n_val)
+    base = accuracy(task, model, "validation", n_val)
     trials = []
     for name, lin in target_layers(model, head, kinds=(nn.Linear,)):
         for rho in rhos:
             k = max(1, int(rho * min(lin.in_features, lin.out_features)))
             set_module(model, name, factorize(lin, k))
-            trials.append({"layer": name, "rho": rho, "rank": k, "accuracy": accuracy(task, model, "train", n_val),
+            trials.append({"layer": name, "rho": rho, "rank": k, "accuracy": accuracy(task, model, "validation", n_val),
                            "saved_params": lin.weight.numel() - k * (lin.in_features + lin.out_features)})
             set_module(model, name, lin)
     ok = [t for t in trials if t["accuracy"] >= base - tolerance]
@@ -133,7 +133,7 @@ def laser_search(model: nn.Module, task, rhos: tuple[float, ...], n_val: int, he
 @dataclass(frozen=True)
 class LaserConfig:
     rhos: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
-    n_val: int = 256  # held-out rows (from the train split) used for the search
+    n_val: int = 256  # rows of the validation split the search scores on
     tolerance: float = 0.0  # > 0: take the most compressive (layer, rank) within this accuracy drop
     layers: tuple[str, ...] = ()  # only layers whose name contains one of these (all non-head Linear if empty)
 

@@ -114,6 +114,21 @@ def forward_rows(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, 
     return torch.cat(out)
 
 
+def loss_rows(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, meter: ScoringMeter,
+              batch_size: int | None = None) -> torch.Tensor:
+    """The task's per-row loss [len(rows)] of ``model`` on train ``rows`` (eval mode, no grad), FLOPs metered:
+    cross-entropy for a classifier, the mean completion-token loss for a language model."""
+    was = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for idx in rows.split(batch_size or state.task.eval_batch_size):
+            b = state.task.batch("train", idx)
+            out.append(meter.run("loss", b, lambda: state.task.per_sample_loss(state.task.forward(model, b), b)))
+    model.train(was)
+    return torch.cat(out).float()
+
+
 def train_epochs(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, epochs: int, lr: float,
                  batch_size: int, meter: ScoringMeter, generator: torch.Generator,
                  after_epoch: Callable[[int], None] | None = None,

@@ -1,9 +1,11 @@
 """Random baselines: a static random subset, and RS2 — a fresh random subset every epoch.
 
 RS2: Okanovic et al., "Repeated Random Sampling for Minimizing the Time-to-Accuracy of Learning" (2305.18424),
-the variant *without replacement*: one permutation of all n rows is cut into consecutive chunks of k = ⌈f·n⌉ rows,
-chunk e is epoch e's subset; when a permutation is used up a new one starts. So within ⌈n/k⌉ epochs every row is
-seen once before any is repeated (their Alg. 1 with replacement=False). No scoring cost.
+the variant *without replacement* (their Alg. 1 with replacement=False): passes over the data are random
+permutations of all n rows laid end to end, and epoch e takes the next k = round(f·n) rows of that stream. When an
+epoch straddles two passes it takes the rest of the old pass and then rows of the new one that are not already in
+the epoch; a row it skips stays at the front of the stream for the next epoch. So every row is drawn once per
+pass, and after E epochs each row's count is within 1 of E·k/n, for any k. No scoring cost.
 """
 from __future__ import annotations
 
@@ -25,14 +27,19 @@ def random_subset(n: int, fraction: float, generator: torch.Generator) -> torch.
 def rs2_schedule(n: int, fraction: float, epochs: int, generator: torch.Generator) -> list[torch.Tensor]:
     """RS2 without replacement: the row ids of each of ``epochs`` epochs (each of length k = round(f·n))."""
     k = keep_count(n, fraction)
-    out, pool = [], torch.empty(0, dtype=torch.long)
+    out, stream = [], torch.empty(0, dtype=torch.long)
     for _ in range(epochs):
-        if len(pool) < k:  # permutation used up: the leftover rows go first, then a fresh permutation
-            fresh = torch.randperm(n, generator=generator)
-            fresh = fresh[~torch.isin(fresh, pool)]
-            pool = torch.cat([pool, fresh])
-        out.append(pool[:k])
-        pool = pool[k:]
+        while len(stream.unique()) < k:  # not enough distinct rows left: lay the next pass after the stream
+            stream = torch.cat([stream, torch.randperm(n, generator=generator)])
+        first = torch.ones(len(stream), dtype=torch.bool)  # the first occurrence of each row in the stream
+        order = torch.argsort(stream, stable=True)
+        sorted_ids = stream[order]
+        first[order[1:][sorted_ids[1:] == sorted_ids[:-1]]] = False
+        take = first.nonzero().flatten()[:k]  # the next k distinct rows, in stream order
+        out.append(stream[take])
+        keep = torch.ones(len(stream), dtype=torch.bool)
+        keep[take] = False
+        stream = stream[keep]
     return out
 
 

@@ -167,15 +167,15 @@ def interpolate(sd_a: StateDict, sd_b: StateDict, alpha: float) -> dict[str, tor
 
 
 @torch.no_grad()
-def evaluate_sd(model: torch.nn.Module, sd: StateDict, task, split: str = "eval", batch_size: int = 512
+def evaluate_sd(model: torch.nn.Module, sd: StateDict, task, split: str = "validation", batch_size: int = 512
                 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` loaded with ``sd`` on a task split."""
     model.load_state_dict(sd)
-    r = task.evaluate(model, split, batch_size=batch_size)
+    r = task.evaluate(model, split, batch_size=batch_size).metrics
     return {"loss": r["eval_loss"], "accuracy": r["accuracy"]}
 
 
-def interpolation_curve(model, task, sd_a, sd_b, n_points: int = 11, split: str = "eval") -> dict[str, list[float]]:
+def interpolation_curve(model, task, sd_a, sd_b, n_points: int = 11, split: str = "test") -> dict[str, list[float]]:
     alphas = [i / (n_points - 1) for i in range(n_points)]
     rows = [evaluate_sd(model, interpolate(sd_a, sd_b, a), task, split) for a in alphas]
     return {"alpha": alphas, "loss": [r["loss"] for r in rows], "accuracy": [r["accuracy"] for r in rows]}

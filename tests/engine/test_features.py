@@ -1,0 +1,54 @@
+"""Frozen-prefix feature caching (issue 17): a head-only run computes the frozen part once and then trains the head
+alone, with the same metrics as recomputing it every step in eval mode, and FLOPs that say what was computed."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from leanfit import Recipe, run_recipe
+from leanfit.engine.features import head_module, try_cache
+from leanfit.engine.task import build_task
+
+
+def recipe(mode, adapter="head_only", epochs=3):
+    return Recipe.from_dict({"task": "digits-mlp", "adapter": adapter, "optimizer": {"name": "adamw", "lr": 1e-2},
+                             "schedule": {"epochs": epochs, "batch_size": 64, "frozen_prefix": mode}})
+
+
+def test_cached_head_only_run_equals_the_recomputed_one_and_costs_less():
+    cached, recomputed = run_recipe(recipe("cache")), run_recipe(recipe("eval"))
+    assert cached.metrics == recomputed.metrics and cached.test_metrics == recomputed.test_metrics
+    assert cached.curve[-1]["accuracy"] == recomputed.curve[-1]["accuracy"]
+    t = build_task("digits-mlp")
+    # the caching pass: one forward of the whole model over the train rows (fc1, fc2 and the head's 128→10)
+    prefix, head_fwd = 2 * t.n_train * (64 * 128 + 128 * 128), 2 * t.n_train * 128 * 10
+    assert cached.costs["cache_flops"] == prefix + head_fwd
+    # recomputing pays the prefix every epoch: 3(P + head fwd + bwd); caching: (P + head fwd) + 3(head fwd + bwd)
+    assert cached.costs["train_flops"] == recomputed.costs["train_flops"] - 2 * prefix + head_fwd
+
+
+def test_only_head_only_runs_are_cached():
+    lora = run_recipe(recipe("cache", {"name": "lora", "r": 4}, epochs=1))
+    assert lora.costs["cache_flops"] == 0
+    t = build_task("digits-mlp")
+    model = t.build_model(0).requires_grad_(False)
+    assert head_module(model, t) is None  # nothing trains
+    model.head.requires_grad_(True)
+    assert head_module(model, t) is model.head
+
+
+def test_a_model_that_does_more_after_its_head_is_not_cached():
+    t = build_task("digits-mlp")
+
+    class Scaled(nn.Module):  # output = 2 · head(x): caching the head's input would drop the scaling
+        def __init__(self):
+            super().__init__()
+            self.inner = t.build_model(0)
+            self.head = self.inner.head
+
+        def forward(self, x):
+            return 2 * self.inner(x)
+
+    m = Scaled().requires_grad_(False)
+    m.head.requires_grad_(True)
+    assert try_cache(m, t, lambda b: b) is None
