@@ -168,28 +168,29 @@ def make_config(config_cls: type, params: Mapping[str, Any], where: str) -> Any:
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"{config_cls} is not a dataclass")
     check_keys(params, [f.name for f in dataclasses.fields(config_cls) if f.init], where, what="parameter")
-    _check_numbers(config_cls, params, where)
+    _check_numbers(config_cls, params, where, (bool,))  # booleans first: True passes `lr > 0`
     try:
         return config_cls(**params)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    except TypeError as e:  # wrong types that __post_init__ did not catch
+    except TypeError as e:  # wrong types that __post_init__ did not catch, e.g. "'>' not supported ... 'str'"
+        _check_numbers(config_cls, params, where, (str,))  # say it plainly when a number field got text
         raise ConfigError(f"{where}: {e}") from None
 
 
 _NUMBER_ANNOTATION = re.compile(r"(int|float)(\s*\|\s*None)?|Optional\[(int|float)\]")
 
 
-def _check_numbers(config_cls: type, params: Mapping[str, Any], where: str) -> None:
-    """A field that holds a number (its default is an int/float, or it is annotated int/float) must get a number:
-    ``lr: true`` is not 1.0 and ``lr: "abc"`` is not a learning rate. One rule for every config, generated or
-    written by hand."""
+def _check_numbers(config_cls: type, params: Mapping[str, Any], where: str, wrong: tuple[type, ...]) -> None:
+    """A field that holds a number (its default is an int/float, or it is annotated int/float) must not get a value
+    of the ``wrong`` types: ``lr: true`` is not 1.0 and ``lr: "abc"`` is not a learning rate. One rule for every
+    config, generated or written by hand (a config's own check, e.g. check_fraction, speaks first for text)."""
     for f in dataclasses.fields(config_cls):
         if f.name not in params:
             continue
         v, ann = params[f.name], f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         numeric = (type(f.default) in (int, float)) or bool(_NUMBER_ANNOTATION.fullmatch(str(ann)))
-        if numeric and (isinstance(v, (bool, str))):
+        if numeric and isinstance(v, wrong):
             raise ConfigError(f"{where}: {f.name} must be a number, but got {v!r}" +
                               (" (booleans are not numbers)" if isinstance(v, bool) else "") +
                               f". Fix: write a number, e.g. {f.name}: {f.default if type(f.default) in (int, float) else 1}.")

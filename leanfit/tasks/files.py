@@ -35,7 +35,7 @@ def read_table(path: str | Path, text_column: str = "text", label_column: str = 
     first = numbered[0][1]
     for col in (text_column, label_column):
         if col not in first:
-            raise DataError(f"column {col!r} is not in {p}. Columns found: {sorted(first)}. "
+            raise DataError(f"column {col!r} is not in {p}. Columns found: {sorted(map(str, first))}. "
                             f"Fix: set text_column/label_column in the task to one of these.")
     missing = [n for n, r in numbered if not _present(r.get(label_column))]
     if missing:
