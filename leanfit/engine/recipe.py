@@ -26,6 +26,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
 _NUMBER = re.compile(r"(int|float)( \| None)?")  # the annotation of a Schedule field that holds a number
 FROZEN_PREFIX = ("cache", "eval", "train")
 PRECISIONS = ("fp32", "bf16")
+MONITORS = ("accuracy", "macro_f1", "eval_loss", "perplexity", "rank_accuracy", "token_accuracy")
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -94,6 +95,10 @@ class Schedule:
     grad_accum: int = 1  # micro-batches of batch_size per optimizer step (effective batch = batch_size × grad_accum)
     gradient_checkpointing: bool = False  # recompute activations in backward (Hugging Face models)
     precision: str = "fp32"  # fp32 | bf16 (autocast for the training forward)
+    early_stopping_patience: int | None = None  # stop after this many validation evals without improvement
+    keep_best: bool = False  # end with the weights of the best validation eval (engine/best.py)
+    monitor: str = "accuracy"  # the validation metric early stopping and keep_best follow
+    min_delta: float = 0.0  # an improvement smaller than this does not count
 
     def __post_init__(self) -> None:
         for f in fields(self):  # booleans are not numbers (True would be 1 epoch, 1 step, ...)
@@ -125,6 +130,13 @@ class Schedule:
         check(isinstance(self.gradient_checkpointing, bool), "schedule.gradient_checkpointing",
               self.gradient_checkpointing, "true or false")
         check(self.precision in PRECISIONS, "schedule.precision", self.precision, f"one of {PRECISIONS}")
+        check(self.early_stopping_patience is None or (isinstance(self.early_stopping_patience, int)
+              and self.early_stopping_patience >= 1), "schedule.early_stopping_patience",
+              self.early_stopping_patience, "an integer ≥ 1 or null")
+        check(isinstance(self.keep_best, bool), "schedule.keep_best", self.keep_best, "true or false")
+        check(self.monitor in MONITORS, "schedule.monitor", self.monitor, f"one of {MONITORS}")
+        check(isinstance(self.min_delta, (int, float)) and self.min_delta >= 0, "schedule.min_delta", self.min_delta,
+              "a number ≥ 0")
 
 
 @dataclass(frozen=True)

@@ -128,16 +128,16 @@ def is_registered(axis: str, name: str) -> bool:
 
 def _load(axis: str, catch_all: bool = False) -> None:
     """Plug-in discovery: import every public module of the axis' package (once); its ``CATCH_ALL`` module only
-    when ``catch_all``."""
+    when ``catch_all``. An axis counts as loaded only after every import succeeded."""
     if axis not in _LOADED:
-        _LOADED.add(axis)
         pkg = importlib.import_module(PACKAGES[axis])
         for mod in pkgutil.iter_modules(pkg.__path__):
             if not mod.name.startswith("_") and mod.name != CATCH_ALL.get(axis):
-                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")  # a broken plug-in raises here, every time
+        _LOADED.add(axis)
     if catch_all and axis in CATCH_ALL and f"{axis}:catch-all" not in _LOADED:
-        _LOADED.add(f"{axis}:catch-all")
         importlib.import_module(f"{PACKAGES[axis]}.{CATCH_ALL[axis]}")
+        _LOADED.add(f"{axis}:catch-all")
 
 
 def get(axis: str, name: str) -> Entry:

@@ -136,4 +136,6 @@ def run_reports(s: TrainState) -> dict[str, Any]:
         extra["peak_cuda_bytes"] = s.peak_cuda_bytes
     if s.stop_reason:
         extra["stop_reason"] = s.stop_reason
+    if s.best_checkpoint:
+        extra["best_checkpoint"] = s.best_checkpoint
     return extra

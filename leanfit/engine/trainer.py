@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .best import BestTracker
 from .callbacks import Callback, TrainState
 from .errors import ConfigError, NonFiniteLossError
 from .features import FeatureCache, head_module, set_frozen_mode, try_cache
@@ -62,6 +63,8 @@ class Trainer:
         self._frozen_head: nn.Module | None = None  # head-only runs: the head (the rest is a frozen prefix)
         self._mode_dirty = True  # re-apply train/eval modes before the next step (evals reset them)
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
+        self.best = BestTracker(schedule.monitor, schedule.min_delta, schedule.early_stopping_patience,
+                                schedule.keep_best) if (schedule.keep_best or schedule.early_stopping_patience) else None
 
     @property
     def activation_bytes(self) -> int:
@@ -99,6 +102,8 @@ class Trainer:
                         self._eval_and_log(sch.eval_fraction)
             self._optimizer_weights("eval")  # schedule-free: the model keeps the averaged (evaluated) weights
             self._fit_done = True
+            with clock.paused():
+                self._restore_best()
             self._emit("on_fit_end")  # post-training compression acts here, before the final eval
             s.wall_time = clock.elapsed
             if not s.pruned:
@@ -253,15 +258,18 @@ class Trainer:
 
     # ---- evaluation (excluded from train time) ------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, fraction: float = 1.0, batch_size: int | None = None, split: str = "validation") -> Evaluation:
+    def evaluate(self, fraction: float = 1.0, batch_size: int | None = None, split: str = "validation",
+                 swap: bool = True) -> Evaluation:
         """Metrics on ``split`` (a fixed seeded ``fraction`` of its rows for intermediate evals). The Trainer only
-        ever evaluates validation; ``run_recipe`` scores test once, after training."""
+        ever evaluates validation; ``run_recipe`` scores test once, after training. ``swap``: put schedule-free
+        optimizers' evaluation weights in place (and back) around it."""
         n_all = self.task.n_rows(split)
         rows = torch.arange(n_all) if fraction >= 1 else \
             torch.randperm(n_all, generator=torch.Generator().manual_seed(0))[:max(1, math.ceil(n_all * fraction))]
-        self._optimizer_weights("eval")
+        if swap:
+            self._optimizer_weights("eval")
         ev = self.task.evaluate(self.state.model, split, rows, batch_size, self._to_device, self._eval_forward(split))
-        if not self._fit_done:
+        if swap and not self._fit_done:
             self._optimizer_weights("train")
         self._mode_dirty = True
         return ev
@@ -285,11 +293,31 @@ class Trainer:
         if not self.evaluate_enabled:
             return
         s = self.state
-        s.evaluation = self.evaluate(fraction)
+        self._optimizer_weights("eval")  # the evaluated weights are the ones a best checkpoint keeps
+        s.evaluation = self.evaluate(fraction, swap=False)
         s.metrics = dict(s.evaluation.metrics)
         s.curve.append({"step": s.step, "epoch": s.epoch, "samples": s.samples_seen, "flops": s.flops,
                         "wall_time_s": s.wall_time, **s.metrics})
+        if self.best is not None and not self._fit_done:
+            if self.best.observe(s.metrics, s.step, s.epoch, s.model):
+                s.stop(f"early stopping: validation {self.best.monitor} did not improve for "
+                       f"{self.best.patience} evaluations (best {self.best.best['value']:.4f} at step "
+                       f"{self.best.best['step']})")
+        if not self._fit_done:
+            self._optimizer_weights("train")
         self._emit("on_eval")
+
+    def _restore_best(self) -> None:
+        """keep_best: evaluate the final weights too, then go back to the best evaluation's if it was better."""
+        s = self.state
+        if self.best is None or not self.best.keep or not self.evaluate_enabled or s.pruned:
+            return
+        if not s.curve or s.curve[-1]["step"] != s.step:
+            self._fit_done = False
+            self._eval_and_log(self.schedule.eval_fraction)  # the end of training is a candidate too
+            self._fit_done = True
+            self._optimizer_weights("eval")
+        s.best_checkpoint = dict(self.best.best, restored=self.best.restore(s.model, s.step), final_step=s.step)
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _budget_spent(self) -> bool:

