@@ -1,6 +1,9 @@
-"""Readers of users' data files: CSV, TSV, JSONL/JSON, or a local Hugging Face dataset folder, into (texts,
-labels), with named errors for everything a file can get wrong: missing file, unsupported type, not UTF-8, a bad
-JSONL line, a missing column, a row without a label, and labels that cannot train a classifier (one class)."""
+"""Readers of users' data files: CSV, TSV, JSONL/JSON, or a local Hugging Face dataset folder, into two columns
+(texts and labels, or prompts and completions), with named errors for everything a file can get wrong: missing
+file, unsupported type, not UTF-8, a bad JSONL line, a missing column, a row without a value in it.
+
+``check_labels`` (called by ``label_ids``, i.e. by every classification task) adds what a classifier needs:
+no empty or NaN labels, and at least two classes."""
 from __future__ import annotations
 
 import csv
@@ -16,8 +19,8 @@ MAX_ROWS_SHOWN = 5
 
 
 def read_table(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
-    """Read (texts, raw labels) from CSV, TSV, JSONL/JSON, or a local HF dataset folder (save_to_disk).
-    Every row must have both columns and a non-empty label (``check_labels``)."""
+    """Read (texts, raw labels) from CSV, TSV, JSONL/JSON, or a local HF dataset folder (save_to_disk). Every row
+    must have both columns (a value, not null); what the values must be is the caller's rule (``check_labels``)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file {str(p)!r} does not exist. Fix: check the path.")
@@ -37,15 +40,12 @@ def read_table(path: str | Path, text_column: str = "text", label_column: str = 
         if col not in first:
             raise DataError(f"column {col!r} is not in {p}. Columns found: {sorted(map(str, first))}. "
                             f"Fix: set text_column/label_column in the task to one of these.")
-    missing = [n for n, r in numbered if not _present(r.get(label_column))]
-    if missing:
-        raise DataError(f"{p}: every row needs a label in column {label_column!r}, but {len(missing)} row(s) have "
-                        f"none (missing, empty or NaN) at line(s) {_lines(missing)}. Fix: label those rows or remove "
-                        "them; leanfit neither guesses labels nor drops rows silently.")
-    no_text = [n for n, r in numbered if r.get(text_column) is None]
-    if no_text:
-        raise DataError(f"{p}: every row needs column {text_column!r}, but line(s) {_lines(no_text)} lack it. "
-                        "Fix: add the text there or remove those rows.")
+    for col in (label_column, text_column):
+        lacking = [n for n, r in numbered if r.get(col) is None]
+        if lacking:
+            raise DataError(f"{p}: every row needs a value in column {col!r}, but {len(lacking)} row(s) lack it "
+                            f"(missing or null) at line(s) {_lines(lacking)}. Fix: fill those rows in or remove them; "
+                            "leanfit neither guesses values nor drops rows silently.")
     return [str(r[text_column]) for _, r in numbered], [_label_text(r[label_column]) for _, r in numbered]
 
 
@@ -110,18 +110,12 @@ def _read_hf_folder(p: Path) -> list[dict[str, Any]]:
     return list(ds)
 
 
-def _present(v: Any) -> bool:
-    if v is None:
-        return False
-    if isinstance(v, float):
-        return not math.isnan(v)
-    return str(v).strip().lower() not in ("", "nan")
-
-
 def _label_text(v: Any) -> str:
-    """Labels as text, with 1 and 1.0 the same class (JSON numbers, pandas-written floats)."""
+    """Values as text, with 1 and 1.0 the same class (JSON numbers, pandas-written floats) and NaN as 'nan'."""
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
     return str(v).strip()
 
 
@@ -130,19 +124,26 @@ def _lines(numbers: list[int]) -> str:
     return shown + (f" and {len(numbers) - MAX_ROWS_SHOWN} more" if len(numbers) > MAX_ROWS_SHOWN else "")
 
 
-def check_labels(labels: list[str], where: str = "the training data") -> None:
-    """A classifier needs at least two classes: one-class data would report 100% accuracy and teach nothing."""
+def check_labels(labels: list[str], where: str = "the training data", min_classes: int = 2) -> None:
+    """What a classifier needs of its labels: none empty or NaN (they would become the classes '' and 'nan'), and
+    at least ``min_classes`` classes (one-class data reports 100% accuracy and teaches nothing)."""
+    empty = [i + 1 for i, label in enumerate(labels) if label.strip().lower() in ("", "nan")]
+    if empty:
+        raise DataError(f"{where}: every row needs a label, but {len(empty)} row(s) have an empty or NaN one: data "
+                        f"row(s) {_lines(empty)} (counting from 1, a header excluded). Fix: label those rows or "
+                        "remove them; leanfit neither guesses labels nor drops rows silently.")
     classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise DataError(f"{where} must have at least 2 classes, but all {len(labels)} rows have the label "
+    if len(classes) < min_classes:
+        raise DataError(f"{where} must have at least {min_classes} classes, but all {len(labels)} rows have the label "
                         f"{classes[0] if classes else None!r}. Fix: check label_column, or add rows of other classes.")
 
 
 def label_ids(*label_lists: list[str]) -> tuple[list[list[int]], list[str]]:
-    """Class ids for label lists (the first is the training data, which must have ≥ 2 classes), sorted with
-    integer-looking labels in numeric order."""
-    if label_lists:
-        check_labels(label_lists[0])
+    """Class ids for label lists (the first is the training data, which must have ≥ 2 classes; the others are
+    held-out files), sorted with integer-looking labels in numeric order."""
+    for i, labels in enumerate(label_lists):
+        check_labels(labels, "the training data" if i == 0 else f"held-out labels (file {i + 1} of "
+                     f"{len(label_lists)})", 2 if i == 0 else 0)
     names = sorted({l for ls in label_lists for l in ls}, key=lambda s: (not s.lstrip("-").isdigit(),
                                                                          int(s) if s.lstrip("-").isdigit() else 0, s))
     ix = {n: i for i, n in enumerate(names)}

@@ -22,35 +22,49 @@ def test_jsonl_bad_line_is_named_by_number(tmp_path):
         read_table(p)
 
 
-def test_jsonl_row_without_the_label_column(tmp_path):
+def test_jsonl_rows_without_the_label(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text("\n".join(json.dumps(r) for r in [{"text": "a", "label": 1}, {"text": "b"}, {"text": "c", "label": 0}]))
-    with pytest.raises(DataError, match=r"every row needs a label in column 'label', but 1 row\(s\) have none .* line\(s\) 2"):
+    rows = [{"text": "a", "label": 1}, {"text": "b"}, {"text": "c", "label": None}]
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(DataError, match=r"every row needs a value in column 'label', but 2 row\(s\) lack it \(missing "
+                                        r"or null\) at line\(s\) 2, 3\."):
         read_table(p)
 
 
-@pytest.mark.parametrize("rows, lines", [
-    ("a,1\nb,\nc,0\n", "3"),          # empty
-    ("a,1\nb,NaN\nc,0\n", "3"),       # NaN as text (pandas)
-    ("a,1\nb\nc,0\n", "3"),           # short row: no label field at all
+def test_short_csv_row_lacks_the_label(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\na,1\nb\nc,0\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) lack it \(missing or null\) at line\(s\) 3\."):
+        read_table(p)
+
+
+@pytest.mark.parametrize("rows, bad", [
+    ("a,1\nb,\nc,0\n", "2"),                 # an empty cell
+    ("a,1\nb,NaN\nc,0\nd,nan\n", "2, 4"),    # NaN as text (pandas)
 ])
-def test_empty_nan_and_missing_csv_labels_name_their_lines(tmp_path, rows, lines):
+def test_empty_and_nan_labels_are_refused_for_classification(tmp_path, rows, bad):
+    """The reader keeps them (a completion or a text may be anything); label_ids, which every classification task
+    calls, refuses them instead of making '' and 'NaN' classes."""
     p = tmp_path / "d.csv"
     p.write_text("text,label\n" + rows)
-    with pytest.raises(DataError, match=rf"but 1 row\(s\) have none \(missing, empty or NaN\) at line\(s\) {lines}\."):
-        read_table(p)
+    _, labels = read_table(p)
+    with pytest.raises(DataError, match=rf"the training data: every row needs a label, but .* an empty or NaN one: "
+                                        rf"data row\(s\) {bad} "):
+        label_ids(labels)
 
 
-def test_json_null_and_nan_labels(tmp_path):
+def test_json_nan_label_in_a_held_out_file(tmp_path):
     p = tmp_path / "d.json"
-    p.write_text('[{"text": "a", "label": 1}, {"text": "b", "label": null}, {"text": "c", "label": NaN}]')
-    with pytest.raises(DataError, match=r"2 row\(s\) have none .* line\(s\) 2, 3"):
-        read_table(p)
+    p.write_text('[{"text": "a", "label": 1}, {"text": "b", "label": 0}, {"text": "c", "label": NaN}]')
+    _, labels = read_table(p)
+    assert labels == ["1", "0", "nan"]
+    with pytest.raises(DataError, match=r"held-out labels \(file 2 of 2\): every row needs a label, .* row\(s\) 3 "):
+        label_ids(["1", "0"], labels)
 
 
 def test_one_class_data_is_refused():
     with pytest.raises(DataError, match=r"must have at least 2 classes, but all 3 rows have the label 'pos'"):
-        label_ids(["pos", "pos", "pos"], ["pos", "neg"])  # eval classes do not rescue one-class training data
+        label_ids(["pos", "pos", "pos"], ["pos", "neg"])  # held-out classes do not rescue one-class training data
     check_labels(["a", "b"])
 
 
@@ -62,13 +76,13 @@ def test_numbers_and_integral_floats_are_one_class(tmp_path):
     assert labels == ["1", "1", "0"] and label_ids(labels)[1] == ["0", "1"]
 
 
-def test_quoted_newlines_and_missing_text_column(tmp_path):
+def test_quoted_newlines_and_missing_text(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text('text,label\n"two\nlines",1\nc,0\n')
     assert read_table(p) == (["two\nlines", "c"], ["1", "0"])
     q = tmp_path / "e.jsonl"
     q.write_text('{"text": "a", "label": 1}\n{"label": 0}\n')
-    with pytest.raises(DataError, match=r"every row needs column 'text', but line\(s\) 2 lack it"):
+    with pytest.raises(DataError, match=r"every row needs a value in column 'text', but 1 row\(s\) lack it .* line\(s\) 2"):
         read_table(q)
 
 
