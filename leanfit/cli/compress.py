@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ._common import ALLOW_CODE, check_writable, opt_in_to_code
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -15,6 +17,7 @@ def register(app: typer.Typer) -> None:
                                     "'steps' (compress methods in order) and optionally 'checkpoint', 'output'."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
         output: Optional[Path] = typer.Option(None, help="Save the compressed model (safetensors; int8 as int8)."),
+        allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Shrink a trained model (pruning, low-rank, quantization) and report accuracy, size and CPU latency."""
         import json
@@ -25,9 +28,12 @@ def register(app: typer.Typer) -> None:
         from ..workflows.compress import run_compress
         from ..engine.recipe import load_mapping
 
+        opt_in_to_code(allow_code)
         data = load_mapping(spec)
         if output:
             data["output"] = str(output)
+        check_writable(json_out, "--json")
+        check_writable(data.get("output"), "output")
         con = Console()
         with con.status("training / compressing ..."):
             res = run_compress(data)

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from ._common import ALLOW_CODE, check_writable, opt_in_to_code
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -13,6 +15,7 @@ def register(app: typer.Typer) -> None:
         spec: Path = typer.Argument(..., help="merge.yaml: method, params, base, task, models [{checkpoint, task}], "
                                     "per_task_heads, output. See docs/merge.md."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+        allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Merge fine-tuned checkpoints (safetensors) and evaluate the merged model on every listed task."""
         import json
@@ -23,9 +26,13 @@ def register(app: typer.Typer) -> None:
         from ..workflows.merge import run_merge
         from ..engine.recipe import load_mapping
 
+        opt_in_to_code(allow_code)
+        data = load_mapping(spec)
+        check_writable(json_out, "--json")
+        check_writable(data.get("output"), "output")
         con = Console()
         with con.status("merging / evaluating ..."):
-            res = run_merge(load_mapping(spec))
+            res = run_merge(data)
         t = Table(title=f"merge: {res['method']} {res['params'] or ''}")
         for col in ("checkpoint", "task", "individual acc", "merged acc", "merged / individual"):
             t.add_column(col)
@@ -47,21 +54,26 @@ def register(app: typer.Typer) -> None:
         points: int = typer.Option(11, help="Points on the path α ∈ [0, 1] (odd)."),
         png: Optional[Path] = typer.Option(None, help="Save the interpolation curve PNG here."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+        allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Loss/accuracy barrier on the linear path A → B, before and after Git Re-Basin weight matching."""
         import json
 
-        import yaml
         from rich.console import Console
 
         from ..engine.errors import check
+        from ..engine.recipe import check_plain_data, yaml_load
         from ..workflows.merge import run_barrier
 
+        opt_in_to_code(allow_code)
         params = {}
         for kv in task_param:
             check("=" in kv, "--task-param", kv, "key=value")
             k, v = kv.split("=", 1)
-            params[k] = yaml.safe_load(v)
+            params[k] = yaml_load(v, f"--task-param {kv}")
+        check_plain_data(params, "--task-param")
+        check_writable(png, "--png")
+        check_writable(json_out, "--json")
         res = run_barrier(str(a), str(b), task, params, points, str(png) if png else None)
         con = Console()
         for k in ("naive", "aligned"):

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ._common import ALLOW_CODE, check_writable, opt_in_to_code
+
 from ..engine.store import DEFAULT_STORAGE
 
 
@@ -34,20 +36,24 @@ def register(app: typer.Typer) -> None:
         join: bool = typer.Option(False, help="Only work on an existing study's queue (extra workers)."),
         stale_after: float = typer.Option(600.0, help="Seconds without heartbeat before another host's RUNNING "
                                           "trial counts as interrupted."),
+        allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Search recipes for the Pareto frontier of accuracy vs cost; rerun the same command to resume."""
         import time
 
-        from ..engine.errors import ConfigError
+        from ..engine.errors import ConfigError, check
         from ..engine.recipe import load_mapping
         from ..engine.store import storage_url
         from ..study.config import StudyConfig, default_study_name
         from ..study.runner import run_study
+        from ..study.stopper import StopperConfig
 
+        opt_in_to_code(allow_code)
         storage = storage_url(storage)
         raw = load_mapping(space)
         stop = None
         if stopper:
+            StopperConfig.from_dict(raw.get("stopper"))  # the file's own settings, checked before the overrides
             stop = dict(raw.get("stopper") or {})
             for k, v in (("resource", rung_resource), ("min_resource", min_resource), ("reduction_factor", eta)):
                 if v is not None:
@@ -59,10 +65,9 @@ def register(app: typer.Typer) -> None:
             seed=seed, deadline=time.time() + 60 * budget_minutes if budget_minutes else None)
         cfg.stopper = stop
         if stop is not None:
-            from ..study.stopper import StopperConfig
-
-            StopperConfig(**stop)  # validate CLI overrides
+            StopperConfig.from_dict(stop)  # validate CLI overrides
         name = study or raw.get("study") or default_study_name(str(space), cfg.task)
+        check(isinstance(name, str), "study", name, "a study name (text)")
         typer.echo(f"study {name!r} in {storage}: {cfg.n_trials} trials, objectives {', '.join(cfg.objectives)}"
                    + (f", budgets {cfg.budgets}" if cfg.budgets else "") + f", sampler {cfg.sampler}"
                    + (", successive halving" if stop is not None else ""))
@@ -94,6 +99,7 @@ def register(app: typer.Typer) -> None:
         from ..report.plots import profiles_png, study_png
         from ..report.profiles import performance_profiles
 
+        check_writable(out.with_name(out.name + ".html"), "--out")
         results, costs = _load(storage, study, cost)
         if not results:
             raise ConfigError(f"no stored runs in {storage}" + (f" for study {study}" if study else "") +

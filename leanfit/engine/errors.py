@@ -14,7 +14,7 @@ class UnknownNameError(LeanfitError, KeyError):
 
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         valid = sorted(valid)
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5) if isinstance(name, str) else []
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         msg = f"unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}."
         super().__init__(msg)
@@ -77,3 +77,37 @@ def check_fraction(field: str, value: object, low: str = "(", high: str = "]", m
     if ok:
         ok = (value > 0 if low == "(" else value >= 0) and (value <= 1 if high == "]" else value < 1)
     check(ok, field, value, f"a number in {low}0, 1{high}" + (f" ({meaning})" if meaning else ""), fix)
+
+
+class StorageError(LeanfitError):
+    """A storage URL that cannot be opened (bad URL, missing directory or driver, corrupt file), found before
+    anything trains."""
+
+
+class LeanfitWarning(UserWarning):
+    """Something leanfit repaired or will ignore; the CLI prints these as one ``warning:`` line."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. ``result`` is the partial run (status "failed", error "interrupted") so the caller
+    can store it; it is a KeyboardInterrupt, so code that does not know it still stops."""
+
+    def __init__(self, result: object):
+        super().__init__("interrupted")
+        self.result = result
+
+
+ALLOW_CODE_ENV = "LEANFIT_ALLOW_CODE"
+
+
+def check_code_allowed(what: str) -> None:
+    """Refuse to import code named in a recipe, space or spec unless the user opted in (``--allow-code`` on the
+    command line, which sets ``LEANFIT_ALLOW_CODE=1`` for this process and its workers)."""
+    import os
+
+    if os.environ.get(ALLOW_CODE_ENV) != "1":
+        raise ConfigError(
+            f"{what} names Python code (module:function), and leanfit does not import code named in a recipe, "
+            f"space or spec: they are data, and a shared file could run anything on your machine. "
+            f"Fix: if you trust the file, rerun with --allow-code (or set {ALLOW_CODE_ENV}=1); from Python, "
+            f"pass the Task object (run_recipe(recipe, task=...)) or register it with @register_task.")

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +23,7 @@ from typing import Any, Mapping
 from .errors import ConfigError, check, check_keys
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
+_NUMBER = re.compile(r"(int|float)( \| None)?")  # the annotation of a Schedule field that holds a number
 FROZEN_PREFIX = ("cache", "eval", "train")
 PRECISIONS = ("fp32", "bf16")
 MONITORS = ("accuracy", "macro_f1", "eval_loss", "perplexity", "rank_accuracy", "token_accuracy")
@@ -99,6 +101,9 @@ class Schedule:
     min_delta: float = 0.0  # an improvement smaller than this does not count
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # booleans are not numbers (True would be 1 epoch, 1 step, ...)
+            check(not (_NUMBER.fullmatch(str(f.type)) and isinstance(getattr(self, f.name), bool)),
+                  f"schedule.{f.name}", getattr(self, f.name), "a number, not a boolean")
         check(isinstance(self.epochs, int) and self.epochs >= 1, "schedule.epochs", self.epochs, "an integer ≥ 1")
         check(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65536, "schedule.batch_size",
               self.batch_size, "an integer in [1, 65536]")
@@ -146,13 +151,15 @@ class Recipe:
     name: str = ""  # a label for tables; not part of the id
 
     def __post_init__(self) -> None:
-        check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer ≥ 0")
+        check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed", self.seed,
+              "an integer ≥ 0")
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], validate: bool = True) -> "Recipe":
         if not isinstance(d, Mapping):
             raise ConfigError(f"a recipe must be a mapping, but got {type(d).__name__}. Fix: see README 'Recipes'.")
+        check_plain_data(d, "recipe")
         check_keys(d, [f.name for f in fields(cls)], "recipe")
         if "task" not in d:
             raise ConfigError("recipe: 'task' is required. Fix: add e.g. 'task: digits-mlp' (see `leanfit list`).")
@@ -244,23 +251,94 @@ class RecipeConfigs:
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON file as plain data (yaml.safe_load: no code, no object tags)."""
+    """Read a YAML or JSON file as plain data (a safe loader: no code, no object tags), with a named error for
+    every way the file can be unreadable; then ``check_plain_data``."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"file {str(p)!r} does not exist. Fix: check the path (cwd is {Path.cwd()}).")
-    text = p.read_text()
+    if p.is_dir():
+        raise ConfigError(f"{str(p)!r} must be a YAML or JSON file, but it is a directory. "
+                          f"Fix: give the file inside it, e.g. {p / 'recipe.yaml'}.")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p} must be UTF-8 text, but byte {e.object[e.start]:#04x} at offset {e.start} is not "
+                          f"UTF-8. Fix: re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+    except OSError as e:
+        raise ConfigError(f"{p} cannot be read ({e.strerror}). Fix: check its permissions.") from None
     if p.suffix == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
-
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. "
+                              "Fix: correct the JSON there (or write the file as YAML).") from None
+    else:
+        data = yaml_load(text, p)
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level, but got {type(data).__name__}.")
+        raise ConfigError(f"{p}: expected a mapping at the top level, but got {type(data).__name__}. "
+                          "Fix: write key: value lines, e.g. 'task: digits-mlp'.")
+    try:
+        check_plain_data(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a leanfit file.") from None
     return data
+
+
+def yaml_load(text: str, where: Any = "YAML") -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats: ``1e-3`` and ``1E+5`` are numbers (YAML 1.1 reads them as
+    strings). Every YAML file leanfit reads goes through here, so no field needs its own string-to-number rule."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass (no code, no object tags)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {what}{at}. Fix: correct the YAML there (quote values "
+                          "that contain ':', '[' or '{').") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a leanfit file.") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _loader() -> type:
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader + YAML 1.2 exponent floats without a dot (1e-3, 1E+5, -2e10)."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789"))
+    return Loader
+
+
+MAX_VALUES = 100_000  # more values than any recipe or space has: guards against YAML alias bombs
+
+
+def check_plain_data(value: Any, where: str, path: str = "", _seen: list[int] | None = None) -> None:
+    """What every leanfit file must be, checked in one walk: mapping keys are strings, numbers are finite
+    (``lr: .inf`` or ``NaN`` is never a valid setting), and at most ``MAX_VALUES`` values (YAML aliases can make
+    a small file expand without bound)."""
+    seen = _seen if _seen is not None else [0]
+    seen[0] += 1
+    if seen[0] > MAX_VALUES:
+        raise ConfigError(f"{where}: must hold at most {MAX_VALUES:,} values, but it expands to more (YAML aliases?). "
+                          "Fix: write the settings out plainly.")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: keys must be names (strings), but got {k!r}" +
+                                  (f" under {path}" if path else "") + ". Fix: quote it or rename it.")
+            check_plain_data(v, where, f"{path}.{k}" if path else k, seen)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain_data(v, where, f"{path}[{i}]", seen)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {path or 'value'} must be a finite number, but got {value!r}. "
+                          "Fix: write a finite value (inf and NaN are not settings).")
 
 
 def _is_finite_number(x: Any) -> bool:

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -23,6 +24,10 @@ from .errors import ConfigError, UnknownNameError, check_keys
 AXES = ("adapters", "compress", "optim", "data", "merge")  # the five method axes
 KINDS = ("tasks", *AXES)  # everything the registry holds
 PACKAGES = {"tasks": "leanfit.tasks", **{a: f"leanfit.methods.{a}" for a in AXES}}
+# An axis' catch-all module registers a whole library's methods by name (fallback entries). It is imported only when
+# a name is not among the axis' own modules, or when the axis is listed: validating `adamw` then skips importing
+# pytorch-optimizer (and transformers with it), ~2 s of every optimizer/data/compress config error.
+CATCH_ALL = {"optim": "library"}
 MERGE_INPUTS = ("fisher", "inputs")  # what a merger may ask the merge workflow to supply besides the weights
 
 
@@ -121,20 +126,25 @@ def is_registered(axis: str, name: str) -> bool:
     return name in _REGISTRY[axis]
 
 
-def _load(axis: str) -> None:
-    """Plug-in discovery: import every public module of the axis' package (once)."""
-    if axis in _LOADED:
-        return
-    pkg = importlib.import_module(PACKAGES[axis])
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")  # a broken plug-in raises here, every time
-    _LOADED.add(axis)
+def _load(axis: str, catch_all: bool = False) -> None:
+    """Plug-in discovery: import every public module of the axis' package (once); its ``CATCH_ALL`` module only
+    when ``catch_all``. An axis counts as loaded only after every import succeeded."""
+    if axis not in _LOADED:
+        pkg = importlib.import_module(PACKAGES[axis])
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_") and mod.name != CATCH_ALL.get(axis):
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")  # a broken plug-in raises here, every time
+        _LOADED.add(axis)
+    if catch_all and axis in CATCH_ALL and f"{axis}:catch-all" not in _LOADED:
+        importlib.import_module(f"{PACKAGES[axis]}.{CATCH_ALL[axis]}")
+        _LOADED.add(f"{axis}:catch-all")
 
 
 def get(axis: str, name: str) -> Entry:
     _check_kind(axis)
     _load(axis)
+    if name not in _REGISTRY[axis]:
+        _load(axis, catch_all=True)
     try:
         return _REGISTRY[axis][name]
     except KeyError:
@@ -148,7 +158,7 @@ def list_methods(axis: str | None = None) -> list[Entry]:
     out: list[Entry] = []
     for a in axes:
         _check_kind(a)
-        _load(a)
+        _load(a, catch_all=True)
         out.extend(sorted(_REGISTRY[a].values(), key=lambda e: e.name))
     return out
 
@@ -158,12 +168,32 @@ def make_config(config_cls: type, params: Mapping[str, Any], where: str) -> Any:
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"{config_cls} is not a dataclass")
     check_keys(params, [f.name for f in dataclasses.fields(config_cls) if f.init], where, what="parameter")
+    _check_numbers(config_cls, params, where, (bool,))  # booleans first: True passes `lr > 0`
     try:
         return config_cls(**params)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    except TypeError as e:  # wrong types that __post_init__ did not catch
+    except TypeError as e:  # wrong types that __post_init__ did not catch, e.g. "'>' not supported ... 'str'"
+        _check_numbers(config_cls, params, where, (str,))  # say it plainly when a number field got text
         raise ConfigError(f"{where}: {e}") from None
+
+
+_NUMBER_ANNOTATION = re.compile(r"(int|float)(\s*\|\s*None)?|Optional\[(int|float)\]")
+
+
+def _check_numbers(config_cls: type, params: Mapping[str, Any], where: str, wrong: tuple[type, ...]) -> None:
+    """A field that holds a number (its default is an int/float, or it is annotated int/float) must not get a value
+    of the ``wrong`` types: ``lr: true`` is not 1.0 and ``lr: "abc"`` is not a learning rate. One rule for every
+    config, generated or written by hand (a config's own check, e.g. check_fraction, speaks first for text)."""
+    for f in dataclasses.fields(config_cls):
+        if f.name not in params:
+            continue
+        v, ann = params[f.name], f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        numeric = (type(f.default) in (int, float)) or bool(_NUMBER_ANNOTATION.fullmatch(str(ann)))
+        if numeric and isinstance(v, wrong):
+            raise ConfigError(f"{where}: {f.name} must be a number, but got {v!r}" +
+                              (" (booleans are not numbers)" if isinstance(v, bool) else "") +
+                              f". Fix: write a number, e.g. {f.name}: {f.default if type(f.default) in (int, float) else 1}.")
 
 
 class _Required:
@@ -188,10 +218,11 @@ def signature_config(fn: Callable[..., Any], name: str, skip: Iterable[str] = ("
         if p.name in skip or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         default = (defaults or {}).get(p.name, missing if p.default is inspect.Parameter.empty else p.default)
+        ann = p.annotation if isinstance(p.annotation, str) else Any  # "int | None" etc.: read by _check_numbers
         if isinstance(default, (list, dict, set)):
-            fields_.append((p.name, Any, field(default_factory=lambda d=default: type(d)(d))))
+            fields_.append((p.name, ann, field(default_factory=lambda d=default: type(d)(d))))
         elif isinstance(default, (int, float, str, bool, tuple, type(None), _Required)):
-            fields_.append((p.name, Any, field(default=default)))
+            fields_.append((p.name, ann, field(default=default)))
     fields_ += [(k, Any, field(default=v)) for k, v in extra]
 
     def __post_init__(self: Any) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from . import registry
 from .callbacks import Callback, TrainState
-from .errors import LeanfitError, NonFiniteLossError
+from .errors import LeanfitError, NonFiniteLossError, RunInterrupted
 from .meters import count_params, optimizer_state_bytes, param_bytes, trainable_named_parameters
 from .recipe import Recipe
 from .result import RunResult, environment
@@ -79,7 +79,8 @@ def freeze_unused(model: nn.Module, task: Task) -> list[str]:
 
 
 def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
-    """Train one recipe and measure it. A NaN loss gives a RunResult with status 'failed' (never lost)."""
+    """Train one recipe and measure it. A NaN loss gives a RunResult with status 'failed' (never lost); Ctrl-C
+    raises RunInterrupted carrying the partial run (status 'failed', error 'interrupted') for the caller to store."""
     return train_recipe(recipe, task, callbacks)[0]
 
 
@@ -91,11 +92,14 @@ def train_recipe(recipe: Recipe, task: Task | None = None,
     trainer = run.trainer(callbacks)
     result = RunResult(recipe=recipe.to_dict(), recipe_id=recipe.id, task=run.task.name, env=environment(),
                        data_hash=run.task.data_hash())
+    interrupted = False
     try:
         s = trainer.fit()
         result.status = "pruned" if s.pruned else "complete"
     except NonFiniteLossError as e:
         s, result.status, result.error = trainer.state, "failed", str(e)
+    except KeyboardInterrupt:  # a second Ctrl-C while the costs are measured below stops for good
+        s, result.status, result.error, interrupted = trainer.state, "failed", "interrupted", True
     result.metrics = dict(s.metrics)
     result.curve = list(s.curve)
     if s.evaluation is not None:
@@ -108,6 +112,8 @@ def train_recipe(recipe: Recipe, task: Task | None = None,
     result.extra = run_reports(s)
     if run.frozen_unused:
         result.extra["frozen_unused"] = run.frozen_unused
+    if interrupted:
+        raise RunInterrupted(result)
     return result, run
 
 

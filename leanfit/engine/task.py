@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import registry
-from .errors import ConfigError
+from .errors import ConfigError, check_code_allowed
 from .metrics import Evaluation, classification_evaluation
 
 TensorDict = dict[str, torch.Tensor]
@@ -213,8 +213,10 @@ def list_tasks() -> list[registry.Entry]:
 
 
 def get_task_entry(name: str) -> registry.Entry:
-    """A registered task, or a ``module:function`` returning a Task (code the user wrote)."""
+    """A registered task, or a ``module:function`` returning a Task (code the user wrote; only with the opt-in,
+    ``--allow-code`` / ``LEANFIT_ALLOW_CODE=1``)."""
     if ":" in name and not registry.is_registered("tasks", name):
+        check_code_allowed(f"task {name!r}")  # recipes are data: importing code needs an explicit opt-in
         mod, _, fn = name.partition(":")
         try:
             f = getattr(importlib.import_module(mod), fn)

@@ -32,15 +32,17 @@ class StudyConfig:
     deadline: float | None = None  # epoch seconds after which workers take no new trial
     parallel: bool = False
     reuse_duplicates: bool = True  # a recipe already completed in this study is not trained again (see run_trial)
+    stale_after_s: float = 600.0  # another host's RUNNING trial without a heartbeat this long is interrupted
 
     def __post_init__(self) -> None:
         self.objectives = obj.parse_objectives(self.objectives)
         self.budgets = obj.parse_budgets(self.budgets)
-        if self.sampler not in SAMPLERS:
-            raise UnknownNameError("sampler", self.sampler, SAMPLERS)
-        check(isinstance(self.n_trials, int) and self.n_trials >= 1, "trials", self.n_trials, "an integer ≥ 1")
+        if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
+            raise UnknownNameError("sampler", str(self.sampler), SAMPLERS)
+        check(type(self.n_trials) is int and self.n_trials >= 1, "trials", self.n_trials, "an integer ≥ 1")
+        check(type(self.seed) is int and self.seed >= 0, "seed", self.seed, "an integer ≥ 0")
         if self.stopper is not None:
-            StopperConfig(**self.stopper)  # validate now, in the coordinator
+            StopperConfig.from_dict(self.stopper)  # validate now, in the coordinator
         self.task = self.task or self.space.get("task")
         if self.task is None:
             raise ConfigError("no task: the search space has no 'task' key and none was given. "
@@ -87,7 +89,13 @@ def open_study(storage: Any, name: str, cfg: StudyConfig, create: bool = True, s
     if create:
         study = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True,
                                     sampler=sampler)
-    else:
+    else:  # --join / workers: the study must exist (joining a typo must not create an empty study)
+        have = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if not have:
+            raise ConfigError(f"study {name!r} does not exist: the storage has no studies yet. Fix: start the "
+                              "search without --join first (it creates the study and its queue).")
+        if name not in have:
+            raise UnknownNameError("study", name, have)
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     have = study.user_attrs.get(CONFIG_ATTR)
     if have is None:
@@ -109,13 +117,24 @@ def _norm(x: Any) -> Any:
     return json.loads(json.dumps(x, sort_keys=True, default=str))
 
 
-def make_sampler(cfg: StudyConfig, space: SearchSpace, worker: int = 0) -> Any:
+def trial_seed(seed: int, trial_number: int) -> int:
+    """The sampler seed of one trial: the study's ``--seed`` mixed with the trial's number. Trial numbers are
+    unique in a study, so workers, ``--join`` processes, two identical searches started at once and a resumed
+    search after a kill each draw from their own stream (a seed per process or worker repeated the interrupted
+    trial's point after a restart), while the same study replays the same seeds."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{trial_number}".encode()).digest()[:4], "little")
+
+
+def make_sampler(cfg: StudyConfig, space: SearchSpace, seed: int | None = None) -> Any:
+    """The study's sampler with ``seed`` (default ``cfg.seed``); workers make one per trial (``trial_seed``)."""
     import warnings
 
     import optuna
-
-    seed = cfg.seed + 7919 * worker  # different streams per worker, reproducible per worker
     import optuna.trial
+
+    seed = cfg.seed if seed is None else seed
 
     # Optuna ≥ 5 reads constraints set with Trial.set_constraint; older versions need constraints_func.
     cons = obj.constraints_func if cfg.budgets and not hasattr(optuna.trial.Trial, "set_constraint") else None

@@ -2,7 +2,7 @@
 
 Objectives: ``accuracy`` and ``macro_f1`` (↑, on the validation split) and any cost (↓): ``trainable_params``, ``train_flops``, ``wall_time_s``,
 ``peak_rss_bytes``, ``train_memory_bytes``, ... (every ``result.COST_KEYS`` entry), ``trainable_fraction``
-(trainable / total params) and ``eval_loss`` (↓).
+(trainable / total params), ``eval_loss`` and ``perplexity`` (↓); language models add ``token_accuracy`` (↑).
 
 Budgets: ``{name: limit}`` on the same names, e.g. ``{trainable_fraction: 1%, train_memory_bytes: 5e6}``. A
 budget is a hard constraint: the trial's constraint value is ``used - limit`` (feasible when ≤ 0), stored in the
@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..engine.errors import ConfigError, UnknownNameError, check
 from ..engine.result import COST_KEYS, RunResult
 
-MAXIMIZE = ("accuracy", "macro_f1")  # validation metrics; test metrics are never objectives
-MINIMIZE = (*COST_KEYS, "trainable_fraction", "eval_loss")
+MAXIMIZE = ("accuracy", "macro_f1", "token_accuracy")  # validation metrics; test metrics are never objectives
+MINIMIZE = (*COST_KEYS, "trainable_fraction", "eval_loss", "perplexity")
 NAMES = (*MAXIMIZE, *MINIMIZE)
 ALIASES = {"params": "trainable_params", "flops": "train_flops", "wall": "wall_time_s", "time": "wall_time_s",
            "memory": "train_memory_bytes", "peak_memory": "peak_rss_bytes", "rss": "peak_rss_bytes"}
@@ -31,6 +31,8 @@ def parse_objectives(names: str | Iterable[str] | None) -> tuple[str, ...]:
         names = ("accuracy", "train_flops")
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    check(isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names), "objectives", names,
+          "names separated by commas, or a list of names", "Fix: e.g. objectives: accuracy,train_flops.")
     out = []
     for n in names:
         n = ALIASES.get(n, n)
@@ -60,6 +62,10 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[str] | None) -> dict[str
     """{name: limit} or ["name<=limit", ...]; a limit may be a percentage ('1%') or a number ('5e6')."""
     if not budgets:
         return {}
+    if isinstance(budgets, str):
+        budgets = [budgets]
+    check(isinstance(budgets, (Mapping, list, tuple)), "budgets", budgets,
+          "a mapping {name: limit} or a list of NAME<=LIMIT", "Fix: e.g. budgets: {trainable_fraction: 1%}.")
     if not isinstance(budgets, Mapping):
         items = {}
         for b in budgets:
@@ -71,6 +77,7 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[str] | None) -> dict[str
         budgets = items
     out: dict[str, float] = {}
     for name, lim in budgets.items():
+        check(isinstance(name, str), "budgets", name, "budget names (text)")
         name = ALIASES.get(name, name)
         if name not in MINIMIZE:
             raise UnknownNameError("budget", name, MINIMIZE)

@@ -21,21 +21,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def stale_reason(t: Any, stale_after_s: float, host: str | None = None, now: float | None = None) -> str | None:
+    """Why a RUNNING trial's worker is gone (same host: its pid is dead; any host: no heartbeat for
+    ``stale_after_s``), or None while it is alive."""
+    host, now = host or socket.gethostname(), now or time.time()
+    w = t.user_attrs.get("worker") or {}
+    beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else now)
+    if w.get("host") == host and not _alive(int(w.get("pid", -1))):
+        return f"interrupted: worker pid {w.get('pid')} on {host} is gone"
+    if now - beat > stale_after_s:
+        return f"interrupted: no heartbeat for {now - beat:.0f} s (> {stale_after_s:.0f} s)"
+    return None
+
+
 def sweep_stale(study: Any, stale_after_s: float = 600.0) -> list[int]:
-    """Mark RUNNING trials whose worker is gone FAIL (same host: the pid is dead; any host: heartbeat older than
-    ``stale_after_s``). Returns their numbers."""
+    """Mark RUNNING trials whose worker is gone FAIL (``stale_reason``). Returns their numbers."""
     from optuna.trial import TrialState
 
     host, now, out = socket.gethostname(), time.time(), []
     st = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
-        beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else now)
-        if w.get("host") == host and not _alive(int(w.get("pid", -1))):
-            why = f"interrupted: worker pid {w.get('pid')} on {host} is gone"
-        elif now - beat > stale_after_s:
-            why = f"interrupted: no heartbeat for {now - beat:.0f} s (> {stale_after_s:.0f} s)"
-        else:
+        why = stale_reason(t, stale_after_s, host, now)
+        if why is None:
             continue
         st.set_trial_user_attr(t._trial_id, "fail_reason", why)
         st.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -44,10 +51,17 @@ def sweep_stale(study: Any, stale_after_s: float = 600.0) -> list[int]:
 
 
 def is_done(t: Any) -> bool:
+    """COMPLETE, PRUNED, or FAIL on purpose (an error, or a failed run's result, e.g. a NaN loss). A FAIL trial
+    whose result says complete/pruned was killed between writing its result and telling its state: interrupted,
+    so it is retried (and ``load_runs`` reports it failed, never complete)."""
     from optuna.trial import TrialState
 
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and ("result" in t.user_attrs or "error" in t.user_attrs))
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    if t.state != TrialState.FAIL:
+        return False
+    result = t.user_attrs.get("result")
+    return "error" in t.user_attrs or (isinstance(result, dict) and result.get("status") == "failed")
 
 
 def top_up(study: Any, n_trials: int, grid_size: int | None = None) -> tuple[list[int], int]:

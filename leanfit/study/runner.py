@@ -52,9 +52,10 @@ def run_study(cfg: StudyConfig, storage: str, study_name: str, executor: str = "
         raise ConfigError(f"storage {storage!r} cannot be shared by several workers. Fix: use a sqlite/journal/"
                           "postgresql URL.")
     cfg.parallel = workers > 1 or executor == "ray"
+    cfg.stale_after_s = stale_after_s
     space = SearchSpace.from_dict(cfg.space)  # validate every name/range before any trial
     space.recipe(space.grid()[0] if cfg.sampler == "grid" else _first_point(space), cfg.task)
-    study = open_study(storage, study_name, cfg, create=True)
+    study = open_study(storage, study_name, cfg, create=not join)  # --join: the study must exist
     swept, retried, enq = [], [], 0
     if not join:
         swept = sweep_stale(study, stale_after_s)

@@ -285,6 +285,8 @@ def _parse_axis(name: str, spec: Any) -> Axis:
         choices = spec["choices"]
         shared = spec.get("params") or {}
         if isinstance(choices, list):
+            check(all(isinstance(c, str) for c in choices), f"{where}.choices", choices, "a list of method names",
+                  f"Fix: e.g. {where}: [adamw, lion].")
             choices = {c: {} for c in choices}
     else:
         choices = spec

@@ -16,14 +16,17 @@ Name clash to avoid (STYLE rule 11): this stops *trials*; weight *pruning* is th
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from ..engine.callbacks import Callback, TrainState
-from ..engine.errors import check
+from ..engine.errors import check, check_keys
 
 RESOURCES = ("samples", "flops")
+LOWER_IS_BETTER = ("eval_loss", "perplexity")
+METRICS = ("accuracy", "macro_f1", "token_accuracy", *LOWER_IS_BETTER)
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,27 @@ class StopperConfig:
     min_resource: float | None = None  # r_0; None = the resource at a trial's first eval (shared study-wide)
     reduction_factor: int = 3  # η
     min_trials: int = 3  # values needed at a rung before it stops anyone
-    metric: str = "accuracy"  # ↑ better
+    metric: str = "accuracy"  # a validation metric: accuracy / macro_f1 / token_accuracy ↑, eval_loss / perplexity ↓
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "StopperConfig":
+        """From a space file's ``stopper:`` mapping (null: the defaults), every key and value checked."""
+        d = {} if d is None else d
+        check(isinstance(d, Mapping), "stopper", d, "a mapping of successive-halving settings",
+              "Fix: e.g. stopper: {resource: samples, reduction_factor: 3}.")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "stopper")
+        return cls(**d)
 
     def __post_init__(self) -> None:
         check(self.resource in RESOURCES, "stopper.resource", self.resource, f"one of {RESOURCES}")
-        check(self.min_resource is None or (isinstance(self.min_resource, (int, float)) and self.min_resource > 0),
+        check(self.metric in METRICS, "stopper.metric", self.metric, f"one of {METRICS}",
+              "Fix: eval_loss suits language models, whose exact-match accuracy is often 0 early in training.")
+        check(self.min_resource is None or (isinstance(self.min_resource, (int, float))
+                                            and not isinstance(self.min_resource, bool) and self.min_resource > 0),
               "stopper.min_resource", self.min_resource, "a number > 0 or null (auto)")
-        check(isinstance(self.reduction_factor, int) and self.reduction_factor >= 2, "stopper.reduction_factor",
+        check(type(self.reduction_factor) is int and self.reduction_factor >= 2, "stopper.reduction_factor",
               self.reduction_factor, "an integer ≥ 2")
-        check(isinstance(self.min_trials, int) and self.min_trials >= 1, "stopper.min_trials", self.min_trials,
+        check(type(self.min_trials) is int and self.min_trials >= 1, "stopper.min_trials", self.min_trials,
               "an integer ≥ 1")
 
 
@@ -133,9 +148,10 @@ class TrialStopper(Callback):
     def on_eval(self, state: TrainState) -> None:
         # an eval after the last planned step (or the final one) only records: the run has trained to the end
         final = self._finished or state.step >= (state.planned_steps or float("inf"))
-        if not self.observe(self.resource(state), float(state.metrics[self.config.metric]), final):
-            k, value, _ = self.decisions[-1]
-            c = self.config
+        c = self.config
+        value = float(state.metrics[c.metric])
+        if not self.observe(self.resource(state), -value if c.metric in LOWER_IS_BETTER else value, final):
+            k = self.decisions[-1][0]
             state.stop(f"successive halving: {c.metric} {value:.4f} not in the top 1/{c.reduction_factor} at rung "
                        f"{k} ({c.resource} ≥ {self.r0 * c.reduction_factor ** k:.4g})", pruned=True)
 

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from ..engine.callbacks import Callback, TrainState
 from ..engine.errors import LeanfitError
 from ..engine.result import RunResult
+from ..engine.store import trusted_result
 from . import objectives as obj
 from .config import GRID_PARAM, StudyConfig, _norm
 from .space import SearchSpace
@@ -44,9 +45,9 @@ def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_
               extra_callbacks: Any = ()) -> tuple[str, RunResult | None]:
     """Sample, train and tell one trial. Returns (state name, result).
 
-    A point whose recipe this study already completed is not trained again: the trial records
-    ``duplicate_of`` and reuses that result (runs are deterministic for a seed). Samplers over small categorical
-    spaces (TPE, random) propose repeats often; this keeps them from paying twice."""
+    A point whose recipe this study already finished (or is training) is not trained again: the trial records
+    ``duplicate_of`` and reuses that result (runs are deterministic for a seed; see ``claim``). Samplers over small
+    categorical spaces (TPE, random) propose repeats often; this keeps them from paying twice."""
     from optuna.trial import TrialState
 
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
@@ -63,11 +64,10 @@ def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_
         trial.set_user_attr("error", str(e))
         study.tell(trial, state=TrialState.FAIL)
         return "fail", None
-    prev = _completed_twin(study, recipe.id) if cfg.reuse_duplicates else None
+    prev = claim(study, trial, recipe.id, cfg.stale_after_s) if cfg.reuse_duplicates else None
     if prev is not None:  # runs are deterministic for a seed: training it again would give the same metrics
         trial.set_user_attr("duplicate_of", prev.number)
-        result = RunResult.from_dict(prev.user_attrs["result"])
-        return _tell(study, trial, result, cfg)
+        return _tell(study, trial, trusted_result(prev), cfg)
     cbs: list[Callback] = [Heartbeat(trial), *extra_callbacks]
     if cfg.stopper is not None:
         cbs.append(TrialStopper(StopperConfig(**cfg.stopper), OptunaRungBoard(study, trial)))
@@ -85,13 +85,38 @@ def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_
     return _tell(study, trial, result, cfg)
 
 
-def _completed_twin(study: Any, recipe_id: str) -> Any:
+def claim(study: Any, trial: Any, recipe_id: str, stale_after_s: float = 600.0, poll_s: float = 1.0) -> Any:
+    """Claim ``recipe_id`` for ``trial``; return a finished twin to reuse, or None when this trial should train.
+
+    A twin is another trial of the study with the same recipe. A COMPLETE or PRUNED twin is reused (a PRUNED one
+    as pruned). A RUNNING twin that claimed first is waited for, then reused, so two processes (workers, --join,
+    two identical searches started at once) never train the same point. "First" is decided without a lock: each
+    trial writes ``recipe_id``, then ``claimed_at`` (read from the clock after the first write), then looks. If B
+    did not see A's ``recipe_id``, A's clock read came after B's look, so A sees B's earlier ``claimed_at`` and
+    waits; a twin whose ``claimed_at`` is not written yet is waited for until it is. A twin whose worker is gone
+    (``stale_reason``) is not waited for."""
     from optuna.trial import TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("recipe_id") == recipe_id and "result" in t.user_attrs:
-            return t
-    return None
+    from .queue import stale_reason
+
+    trial.set_user_attr("recipe_id", recipe_id)
+    mine = (time.time(), trial.number)
+    trial.set_user_attr("claimed_at", mine[0])
+    beat = mine[0]
+    while True:
+        twins = [t for t in study.get_trials(deepcopy=False)
+                 if t.number != trial.number and t.user_attrs.get("recipe_id") == recipe_id]
+        done = [t for t in twins if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "result" in t.user_attrs]
+        if done:
+            return done[0]
+        ahead = [t for t in twins if t.state == TrialState.RUNNING and stale_reason(t, stale_after_s) is None
+                 and (t.user_attrs.get("claimed_at", float("-inf")), t.number) < mine]
+        if not ahead:
+            return None
+        if time.time() - beat > 20:  # stay alive for other hosts' stale sweeps while waiting
+            beat = time.time()
+            trial.set_user_attr("heartbeat", beat)
+        time.sleep(poll_s)
 
 
 def _tell(study: Any, trial: Any, result: RunResult, cfg: StudyConfig) -> tuple[str, RunResult]:

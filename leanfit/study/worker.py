@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping
 
 from ..engine.result import RunResult
 from . import objectives as obj
-from .config import StudyConfig, make_sampler, open_study
+from .config import StudyConfig, make_sampler, open_study, trial_seed
 from .space import SearchSpace
 from .trial import RunFn, run_trial
 
@@ -25,14 +25,17 @@ def drain(storage: Any, study_name: str, cfg: StudyConfig | Mapping[str, Any], w
         cfg = StudyConfig(**cfg)
     space = SearchSpace.from_dict(cfg.space, validate=False)
     storage = open_storage(storage)
-    study = open_study(storage, study_name, cfg, create=False, sampler=make_sampler(cfg, space, worker))
+    study = open_study(storage, study_name, cfg, create=False)
     n = 0
     while cfg.deadline is None or time.time() < cfg.deadline:
         study._thread_local.cached_all_trials = None
         tid = study._pop_waiting_trial_id()
         if tid is None:
             break
+        seed = trial_seed(cfg.seed, study._storage.get_trial_number_from_id(tid))
+        study.sampler = make_sampler(cfg, space, seed)  # its own stream: see trial_seed
         trial = optuna.trial.Trial(study, tid)
+        trial.set_user_attr("sampler_seed", seed)
         state, result = run_trial(study, trial, space, cfg, run_fn)
         n += 1
         if log:

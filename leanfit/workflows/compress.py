@@ -19,6 +19,7 @@ from ..engine.recipe import Recipe
 from ..engine.registry import get
 from ..engine.run import build_run
 from ..methods.compress.export import compressed_state_dict, latency_side_by_side, measure
+from .weights import read_safetensors
 
 SPEC_KEYS = ("steps", "checkpoint", "latency", "output")
 
@@ -26,13 +27,11 @@ SPEC_KEYS = ("steps", "checkpoint", "latency", "output")
 def train_or_load(recipe_dict: Mapping[str, Any], checkpoint: str | None, callbacks=()):
     """(task, trained model, training state or None). LoRA-style adapters are merged into the base weights."""
     recipe = Recipe.from_dict(dict(recipe_dict))
+    sd = read_safetensors(checkpoint, "checkpoint") if checkpoint else None  # a bad file fails before any loading
     run = build_run(recipe)
     task, model, adapter = run.task, run.model, run.adapter
     state = None
-    if checkpoint:
-        from safetensors.torch import load_file
-
-        sd = load_file(checkpoint)
+    if sd is not None:
         missing, unexpected = model.load_state_dict(sd, strict=False)
         if unexpected or (missing and len(missing) == len(model.state_dict())):
             raise ConfigError(f"checkpoint {checkpoint!r} does not fit task {task.name}: unexpected keys "
@@ -54,10 +53,12 @@ def run_compress(spec: Mapping[str, Any]) -> dict:
           "Fix: e.g. steps: [{name: magnitude, sparsity: 0.5}].")
     checkpoint, lat, output = spec.pop("checkpoint", None), spec.pop("latency", None) or {}, spec.pop("output", None)
     built = []
-    for s in steps:
+    for i, s in enumerate(steps):  # every step's config is validated now, before anything trains
+        check(isinstance(s, str) or (isinstance(s, Mapping) and isinstance(s.get("name"), str)), f"steps[{i}]", s,
+              "a compress method name or a mapping with a 'name'", "Fix: e.g. {name: magnitude, sparsity: 0.5}.")
         s = {"name": s} if isinstance(s, str) else dict(s)
-        name = s.pop("name", None)
-        built.append((name, get("compress", name), s))
+        entry = get("compress", s.pop("name"))
+        built.append((entry.name, entry, entry.make_config(s)))
     during = [e.build(kw) for _, e, kw in built if e.capabilities.during_training]
     check(not (during and checkpoint), "steps", [n for n, e, _ in built if e.capabilities.during_training],
           "post-training methods when a checkpoint is given", "Fix: remove 'checkpoint' to train with them.")

@@ -4,12 +4,14 @@ merge.yaml::
 
     method: ties                 # any registered merge method (leanfit list merge)
     params: {density: 0.3, lam: 1.0}
-    base: base.safetensors       # the shared pre-trained weights (needed by task_arithmetic, ties, dare, della)
+    base: base.safetensors       # the shared pre-trained weights (needed by task_arithmetic, ties, dare, della);
+                                 # "pretrained": the first task's own pre-trained model (MiniLM, SmolLM2, ...)
     task: digits-mlp             # default task for every model (or give task/task_params per model)
     task_params: {hidden: 64}
     models:
       - checkpoint: a.safetensors
       - {checkpoint: b.safetensors, task: mnist1d-cnn}
+      - runs/c/                  # a folder from `leanfit run --save`: its task comes from its manifest
     per_task_heads: false        # true: merge everything but the heads; each task keeps its own model's head
     output: merged.safetensors   # optional
 """
@@ -25,25 +27,34 @@ from ..engine.errors import ConfigError, check, check_keys
 from ..engine.task import build_task, is_head
 from ..methods.merge.arithmetic import diagonal_fisher
 from ..methods.merge.rebasin import align, barrier, evaluate_sd, interpolation_curve
+from .weights import read_safetensors
 
 KNOWN = {"method", "params", "base", "task", "task_params", "models", "per_task_heads", "output", "n_fisher"}
 
 
 def load_weights(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{what} must be an existing .safetensors file, but {str(p)!r} does not exist. "
-                          f"Fix: check the path (cwd is {Path.cwd()}).")
-    check(p.suffix == ".safetensors", what, str(p), "a .safetensors file (full model weights)",
+    check(p.suffix == ".safetensors" or not p.exists(), what, str(p), "a .safetensors file (full model weights)",
           "Fix: save with safetensors.torch.save_file(model.state_dict(), path).")
-    sd = load_file(str(p))
+    sd = read_safetensors(p, what)
     if any("lora_" in k or "modules_to_save" in k for k in sd):
         raise ConfigError(f"{what} must hold full model weights, but {str(p)!r} is an adapter checkpoint (keys like "
                           f"{next(k for k in sd if 'lora_' in k or 'modules_to_save' in k)!r}). Fix: merge the adapter "
                           f"into the base model first (peft merge_and_unload) and save the full state dict.")
     return sd
+
+
+def load_saved_folder(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A ``leanfit run --save`` folder as full weights (adapters merged, quantized codes unpacked) and the task
+    spec its recipe trained on."""
+    from .model_io import load
+
+    saved = load(path)
+    recipe_task = (saved.manifest.get("recipe") or {}).get("task") or {"name": saved.manifest.get("task")}
+    if saved.manifest.get("adapter_separate"):
+        raise ConfigError(f"{what} must hold full model weights, but {str(path)!r} keeps its adapter separate. "
+                          "Fix: save it again without --separate-adapter.")
+    return {k: v.detach().clone() for k, v in saved.model.state_dict().items()}, dict(recipe_task)
 
 
 def _task_model(task, sd: Mapping[str, torch.Tensor], what: str):
@@ -65,11 +76,12 @@ def run_merge(spec: Mapping[str, Any]) -> dict[str, Any]:
           f"Fix: one of {[e.name for e in registry.list_methods('merge')]}.")
     entry = registry.get("merge", spec["method"])
     merger = entry.build(spec.get("params") or {})
-    base = load_weights(spec["base"], "base") if spec.get("base") else None
-    if entry.capabilities.needs_base and base is None:
+    if entry.capabilities.needs_base and not spec.get("base"):
         raise ConfigError(f"base must be given for method {entry.name!r} (it merges task vectors θ_t − θ_base), but "
-                          f"got none. Fix: add 'base: pretrained.safetensors', or use method linear/fisher/rebasin.")
+                          f"got none. Fix: add 'base: pretrained.safetensors' (or 'base: pretrained' for the task's "
+                          f"pre-trained model), or use method linear/fisher/rebasin.")
     entries, tasks = _load_models(spec)
+    base = _load_base(spec.get("base"), tasks[entries[0]["task_key"]])
     per_head = spec.get("per_task_heads", len(tasks) > 1)
     if len(tasks) > 1 and not per_head:
         raise ConfigError("per_task_heads must be true when the models come from different tasks, but got false. "
@@ -89,6 +101,14 @@ def run_merge(spec: Mapping[str, Any]) -> dict[str, Any]:
             "models": rows, "output": spec.get("output")}
 
 
+def _load_base(base: Any, task: Any) -> dict[str, torch.Tensor] | None:
+    if not base:
+        return None
+    if base == "pretrained":  # the pre-trained model the task fine-tunes (its head, if any, is freshly built)
+        return {k: v.detach().clone() for k, v in task.build_model(0).state_dict().items()}
+    return load_weights(base, "base")
+
+
 def _load_models(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[tuple, Any]]:
     """The spec's models ({checkpoint, task_key, sd}) and their tasks by (name, params), each checkpoint checked
     against its task's model."""
@@ -99,14 +119,17 @@ def _load_models(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[tu
     for i, m in enumerate(models):
         m = {"checkpoint": m} if isinstance(m, str) else dict(m)
         check("checkpoint" in m, f"models[{i}]", m, "a mapping with a 'checkpoint' key")
-        tname = m.get("task", spec.get("task"))
+        what = f"models[{i}].checkpoint"
+        sd, saved_task = load_saved_folder(m["checkpoint"], what) if Path(m["checkpoint"]).is_dir() else (None, {})
+        tname = m.get("task", spec.get("task", saved_task.get("name")))
         check(isinstance(tname, str), f"models[{i}].task", tname, "a task name (here or as top-level 'task')")
-        tparams = m.get("task_params", spec.get("task_params")) or {}
-        key = (tname, tuple(sorted(tparams.items())))
+        tparams = m.get("task_params", spec.get("task_params"))
+        tparams = tparams if tparams is not None else {k: v for k, v in saved_task.items() if k != "name"}
+        key = (tname, tuple(sorted((k, repr(v)) for k, v in tparams.items())))
         if key not in tasks:
             tasks[key] = build_task(tname, **tparams)
-        sd = load_weights(m["checkpoint"], f"models[{i}].checkpoint")
-        _task_model(tasks[key], sd, f"models[{i}].checkpoint")
+        sd = sd if sd is not None else load_weights(m["checkpoint"], what)
+        _task_model(tasks[key], sd, what)
         entries.append({"checkpoint": str(m["checkpoint"]), "task_key": key, "sd": sd})
     return entries, tasks
 

@@ -76,13 +76,13 @@ def save(folder: str | Path, model: nn.Module, task: Any, result: RunResult | No
         not in (None, "full", "head_only")
     if not separate and adapter is not None and getattr(adapter, "mergeable", False):
         model = adapter.merge(model)
-    model = _unwrap(model)
     manifest = _manifest(task, kind, result, recipe, separate)
-    if separate:
+    if separate:  # named as on the wrapped model, which is what loading rebuilds from the recipe
         from ..methods.adapters.io import adapter_state
 
         save_file(adapter_state(model), str(out / "adapter.safetensors"))
-    else:
+    model = _unwrap(model)
+    if not separate:
         sd, quant = packed_state_dict(model)
         manifest["quantized"] = quant
         save_file(sd, str(out / "model.safetensors"))

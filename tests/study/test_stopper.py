@@ -84,3 +84,26 @@ def test_flops_rungs_and_auto_min_resource():
     assert s.observe(2.5e6, 0.6) is True and board.values(1) == [0.6]
     s2 = TrialStopper(StopperConfig(resource="flops", reduction_factor=2, min_trials=1), board)
     assert s2.observe(1e6, 0.4) is False  # worse than 0.5 at rung 0, with ⌊2/2⌋ = 1 kept
+
+
+def test_eval_loss_rungs_keep_the_lowest_loss_and_name_the_loss():
+    """On LM curves exact match is often 0 for everyone early on; rungs on eval_loss keep the *lowest* loss
+    (old code: only ↑ metrics, so a loss would have kept the worst trial)."""
+    from types import SimpleNamespace
+
+    cfg = StopperConfig(resource="samples", min_resource=10, reduction_factor=2, min_trials=2, metric="eval_loss")
+    board = MemoryRungBoard()
+    for loss in (1.0, 2.0):  # two earlier trials at rung 0
+        TrialStopper(cfg, board).observe(10, -loss)
+    stops = []
+
+    def state(loss):
+        return SimpleNamespace(samples_seen=10, flops=0.0, step=1, planned_steps=100, metrics={"eval_loss": loss},
+                               stop=lambda reason, pruned: stops.append(reason))
+
+    TrialStopper(cfg, board).on_eval(state(0.5))  # best loss so far: kept
+    assert stops == []
+    TrialStopper(cfg, board).on_eval(state(3.0))  # worst: stopped, and the message shows the loss itself
+    assert len(stops) == 1 and "eval_loss 3.0000" in stops[0]
+    with pytest.raises(ConfigError, match="stopper.metric must be one of"):
+        StopperConfig(metric="loss")

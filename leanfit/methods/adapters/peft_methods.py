@@ -35,6 +35,27 @@ def _linears(model: nn.Module, targets, task) -> list[nn.Linear]:
     return [m for _, m in match_modules(model, targets, task.head, nn.Linear)]
 
 
+RANKED = ("lora", "dora", "loha")  # methods whose r is the rank of a d×k update (so r ≤ min(d, k) is the useful range)
+
+
+def check_rank(method: str, r: int | None, model: nn.Module, targets, task) -> None:
+    """A rank above a targeted layer's min(in, out) adds parameters but no expressiveness (rank(BA) ≤ min(d, k)),
+    and soon more parameters than full fine-tuning (LoRA r=512 on a 26k-parameter MLP trained 449k): an error
+    with the numbers, before anything trains."""
+    layers = match_modules(model, targets, task.head, nn.Linear)
+    over = [(n, m) for n, m in layers if r is not None and r > min(m.in_features, m.out_features)]
+    if not over:
+        return
+    cap = min(min(m.in_features, m.out_features) for _, m in layers)
+    shown = ", ".join(f"{n} ({m.in_features}→{m.out_features})" for n, m in over[:4])
+    adapter = sum(r * (m.in_features + m.out_features) for _, m in layers)
+    full = sum(m.in_features * m.out_features for _, m in layers)
+    raise ConfigError(f"adapters.{method}: r must be ≤ min(in, out) of every targeted layer (a larger rank adds "
+                      f"parameters, not expressiveness), but got r={r} with {len(over)} narrower layer(s): {shown}. "
+                      f"Here r={r} trains {adapter:,} adapter parameters vs {full:,} for those layers in full. "
+                      f"Fix: use r ≤ {cap}, or adapter: full.")
+
+
 # ---------------------------------------------------------------------------------------------------------------- LoRA
 @dataclass(frozen=True)
 class LoraConfig:
@@ -63,6 +84,7 @@ class Lora(Adapter):
         import peft
 
         c = self.config
+        check_rank("dora" if c.use_dora else "lora", c.r, model, _targets(c.target_modules, task), task)
         cfg = peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
                               target_modules=_targets(c.target_modules, task), modules_to_save=list(task.head),
                               use_dora=c.use_dora)
@@ -210,6 +232,8 @@ class PeftTuner(Adapter):
     def apply(self, model: nn.Module, task) -> nn.Module:
         import peft
 
+        if self.name in RANKED:
+            check_rank(self.name, self._r(), model, self._targets(task), task)
         cfg = self.peft_config(task)
         try:
             return peft.get_peft_model(model, cfg)
