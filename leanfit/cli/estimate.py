@@ -1,4 +1,4 @@
-"""`leanfit estimate RECIPE` (or `--space SPACE`): costs before running (workflows/estimate.py)."""
+"""`leanfit estimate RECIPE` (or `--space SPACE`): costs before running (engine/estimate.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         from ..engine.errors import ConfigError
         from ..engine.recipe import Recipe
         from ..report.table import estimates_table
-        from ..workflows.estimate import estimate as run_estimate
+        from ..engine.estimate import estimate as run_estimate
 
         if (recipe is None) == (space is None):
             raise ConfigError("give a recipe file or --space SPACE (one of them). Fix: leanfit estimate recipe.yaml")

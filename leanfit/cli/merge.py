@@ -33,12 +33,13 @@ def register(app: typer.Typer) -> None:
         con = Console()
         with con.status("merging / evaluating ..."):
             res = run_merge(data)
-        t = Table(title=f"merge: {res['method']} {res['params'] or ''}")
-        for col in ("checkpoint", "task", "individual acc", "merged acc", "merged / individual"):
+        t = Table(title=f"merge: {res['method']} {res['params'] or ''}",
+                  caption="test accuracy (reported); validation is what to tune merge settings on")
+        for col in ("checkpoint", "task", "val merged", "test individual", "test merged", "merged / indiv."):
             t.add_column(col)
         for r in res["models"]:
-            t.add_row(r["checkpoint"], r["task"], f"{r['individual_accuracy']:.4f}", f"{r['merged_accuracy']:.4f}",
-                      f"{r['normalized']:.3f}")
+            t.add_row(r["checkpoint"], r["task"], f"{r['validation_merged_accuracy']:.4f}",
+                      f"{r['individual_accuracy']:.4f}", f"{r['merged_accuracy']:.4f}", f"{r['normalized']:.3f}")
         con.print(t)
         if res["output"]:
             con.print(f"merged weights written to {res['output']}")

@@ -3,7 +3,7 @@ performance profiles). Only typer is imported here; the study engine loads insid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -36,6 +36,10 @@ def register(app: typer.Typer) -> None:
         join: bool = typer.Option(False, help="Only work on an existing study's queue (extra workers)."),
         stale_after: float = typer.Option(600.0, help="Seconds without heartbeat before another host's RUNNING "
                                           "trial counts as interrupted."),
+        save_best: Optional[Path] = typer.Option(None, help="After the search, retrain the best complete trial "
+                                                 "(first objective, on validation) and save it as a model folder."),
+        precheck: bool = typer.Option(True, "--precheck/--no-precheck", help="Skip, before training, points whose "
+                                      "estimate (one metered step) breaks a --budget on params, memory or FLOPs."),
         allow_code: bool = ALLOW_CODE,
     ) -> None:
         """Search recipes for the Pareto frontier of accuracy vs cost; rerun the same command to resume."""
@@ -50,6 +54,10 @@ def register(app: typer.Typer) -> None:
 
         opt_in_to_code(allow_code)
         storage = storage_url(storage)
+        if save_best is not None:
+            from ..workflows.model_io import check_writable as check_folder
+
+            check_folder(save_best)  # before the search, not after it
         raw = load_mapping(space)
         stop = None
         if stopper:
@@ -63,7 +71,7 @@ def register(app: typer.Typer) -> None:
         cfg = StudyConfig.from_space(
             raw, task=task, n_trials=trials, objectives=objectives, budgets=budget or None, sampler=sampler,
             seed=seed, deadline=time.time() + 60 * budget_minutes if budget_minutes else None)
-        cfg.stopper = stop
+        cfg.stopper, cfg.precheck = stop, precheck
         if stop is not None:
             StopperConfig.from_dict(stop)  # validate CLI overrides
         name = study or raw.get("study") or default_study_name(str(space), cfg.task)
@@ -78,8 +86,11 @@ def register(app: typer.Typer) -> None:
             typer.secho("interrupted: rerun the same command to resume (the interrupted trial will be retried).",
                         fg="yellow", err=True)
             raise typer.Exit(130)
-        typer.echo(f"done: {summary.counts}")
+        typer.echo(f"done: {summary.counts}" + (f"; {summary.skipped} skipped before training (estimate over "
+                                                 "budget)" if summary.skipped else ""))
         _print_front(storage, name, list(cfg.objectives))
+        if save_best is not None:
+            _save_best(storage, name, cfg, save_best)
 
     @app.command()
     def report(
@@ -173,6 +184,19 @@ def _profile_table(p) -> None:
         t.add_row(s, f"{score:.3f}", *(f"{p.ratios[s][w]:.2f}" if p.ratios[s][w] != float("inf") else "—"
                                       for w in p.targets))
     Console(width=140).print(t)
+
+
+def _save_best(storage: str, name: str, cfg: Any, folder: Path) -> None:
+    from ..engine.store import load_runs
+    from ..workflows.best_model import describe_difference, save_best
+
+    typer.echo(f"--save-best: retraining the best trial by {cfg.objectives[0]} (validation) ...")
+    best, again, out = save_best(load_runs(storage, name), cfg.objectives, folder, cfg.budgets)
+    note = describe_difference(best, again)
+    if note:
+        typer.secho(f"warning: {note}", fg="yellow", err=True)
+    typer.echo(f"saved {best.label} (recipe {best.recipe_id}) to {out}: validation {again.metrics}, test "
+               f"{again.test_metrics}")
 
 
 def _print_front(storage: str, name: str, objectives: list) -> None:

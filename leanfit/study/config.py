@@ -33,6 +33,7 @@ class StudyConfig:
     parallel: bool = False
     reuse_duplicates: bool = True  # a recipe already completed in this study is not trained again (see run_trial)
     stale_after_s: float = 600.0  # another host's RUNNING trial without a heartbeat this long is interrupted
+    precheck: bool = True  # skip, before training, a point whose estimate breaks a hard budget (study/precheck.py)
 
     def __post_init__(self) -> None:
         self.objectives = obj.parse_objectives(self.objectives)

@@ -38,6 +38,7 @@ class StudySummary:
     enqueued: int
     ran: int
     counts: dict[str, int]
+    skipped: int = 0  # FAIL trials skipped before training: their estimate broke a hard budget
 
 
 def run_study(cfg: StudyConfig, storage: str, study_name: str, executor: str = "local", workers: int = 1,
@@ -73,10 +74,14 @@ def run_study(cfg: StudyConfig, storage: str, study_name: str, executor: str = "
         from .executors import run_processes
 
         run_processes(storage, study_name, cfg.to_dict(), workers)
+    from .precheck import SKIPPED_ATTR
+
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return StudySummary(study_name, storage, swept, retried, enq, ran, counts)
+    skipped = sum(SKIPPED_ATTR in t.user_attrs for t in trials)
+    return StudySummary(study_name, storage, swept, retried, enq, ran, counts, skipped)
 
 
 def _first_point(space: SearchSpace) -> dict[str, Any]:

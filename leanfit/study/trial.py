@@ -68,6 +68,10 @@ def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_
     if prev is not None:  # runs are deterministic for a seed: training it again would give the same metrics
         trial.set_user_attr("duplicate_of", prev.number)
         return _tell(study, trial, trusted_result(prev), cfg)
+    if cfg.precheck and cfg.budgets:
+        skipped = _skip_if_over_budget(study, trial, recipe, cfg)
+        if skipped is not None:
+            return skipped
     cbs: list[Callback] = [Heartbeat(trial), *extra_callbacks]
     if cfg.stopper is not None:
         cbs.append(TrialStopper(StopperConfig(**cfg.stopper), OptunaRungBoard(study, trial)))
@@ -83,6 +87,28 @@ def run_trial(study: Any, trial: Any, space: SearchSpace, cfg: StudyConfig, run_
         study.tell(trial, state=TrialState.FAIL)
         return "fail", None
     return _tell(study, trial, result, cfg)
+
+
+def _skip_if_over_budget(study: Any, trial: Any, recipe: Any, cfg: StudyConfig) -> tuple[str, RunResult] | None:
+    """Tell FAIL without training when the recipe's estimate breaks a hard budget (see ``precheck``)."""
+    from .precheck import SKIPPED_ATTR, over_budget
+
+    try:
+        checked = over_budget(recipe, cfg.budgets)
+    except Exception as e:  # noqa: BLE001 - an estimate that cannot be made is no reason to skip: train and see
+        trial.set_user_attr("precheck_error", f"{type(e).__name__}: {e}")
+        return None
+    if checked is None or not checked[1]:
+        return None
+    est, over = checked
+    why = ", ".join(f"{n} {v:.4g} > {lim:.4g}" for n, (v, lim) in over.items())
+    result = RunResult(recipe=recipe.to_dict(), recipe_id=recipe.id, task=str(recipe.task.name), status="failed",
+                       costs={k: v for k, v in est.items() if k != "trainable_fraction"},
+                       error=f"skipped before training: its estimate breaks the budget ({why})",
+                       extra={SKIPPED_ATTR: {n: list(v) for n, v in over.items()}})
+    trial.set_user_attr(SKIPPED_ATTR, why)
+    state, result = _tell(study, trial, result, cfg)
+    return "skipped", result
 
 
 def claim(study: Any, trial: Any, recipe_id: str, stale_after_s: float = 600.0, poll_s: float = 1.0) -> Any:

@@ -48,6 +48,8 @@ def _line(number: int, state: str, result: RunResult | None, cfg: StudyConfig, w
 
     if result is None:
         return f"[w{worker}] trial {number}: {state}"
+    if state == "skipped":
+        return f"[w{worker}] trial {number}: skipped  {result.label:28s} {result.error}"
     vals = ", ".join(f"{o} {100 * v:.1f}%" if o == "accuracy" else f"{o} {human(v)}"
                      for o, v in zip(cfg.objectives, obj.objective_values(result, cfg.objectives)))
     return f"[w{worker}] trial {number}: {state:8s} {result.label:28s} {vals}"

@@ -4,12 +4,15 @@ latency measured interleaved).
 
 Spec (YAML/JSON) = a recipe without ``compress`` plus:
   ``steps``: list of compress methods ``[{name: structured, ratio: 0.5}, {name: int8}]`` (methods registered with
-  ``during_training`` act inside the training run); ``checkpoint``: a safetensors state dict of the task's model to
-  load instead of training; ``latency``: ``{batch_size, rounds}``; ``output``: where to save the compressed model.
+  ``during_training`` act inside the training run); ``checkpoint``: a safetensors state dict of the task's model, or
+  a model folder from ``leanfit run --save`` (its task comes from its manifest), to load instead of training;
+  ``latency``: ``{batch_size, rounds}``; ``output``: a safetensors file for the compressed weights; ``save``: a
+  model folder for them (``leanfit predict`` / ``export`` / ``leanfit.load`` use it).
 """
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -21,11 +24,31 @@ from ..engine.run import build_run
 from ..methods.compress.export import compressed_state_dict, latency_side_by_side, measure
 from .weights import read_safetensors
 
-SPEC_KEYS = ("steps", "checkpoint", "latency", "output")
+SPEC_KEYS = ("steps", "checkpoint", "latency", "output", "save")
+
+
+def load_saved(folder: str, recipe_dict: Mapping[str, Any]):
+    """(task, model, None) from a ``leanfit run --save`` folder: the spec's task if it names one, else the saved
+    recipe's; the weights as saved (adapters merged)."""
+    from ..engine.task import build_task
+    from .model_io import load
+
+    saved = load(folder)
+    if saved.manifest.get("adapter_separate"):
+        raise ConfigError(f"checkpoint {folder!r} keeps its adapter separate; compression needs merged weights. "
+                          "Fix: save the run again without --separate-adapter.")
+    task_spec = recipe_dict.get("task") or (saved.manifest.get("recipe") or {}).get("task") or saved.manifest["task"]
+    r = Recipe.from_dict({"task": task_spec})
+    model = saved.model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return build_task(r.task.name, **r.task.kwargs), model, None
 
 
 def train_or_load(recipe_dict: Mapping[str, Any], checkpoint: str | None, callbacks=()):
     """(task, trained model, training state or None). LoRA-style adapters are merged into the base weights."""
+    if checkpoint and Path(checkpoint).is_dir():
+        return load_saved(checkpoint, recipe_dict)
     recipe = Recipe.from_dict(dict(recipe_dict))
     sd = read_safetensors(checkpoint, "checkpoint") if checkpoint else None  # a bad file fails before any loading
     run = build_run(recipe)
@@ -52,6 +75,7 @@ def run_compress(spec: Mapping[str, Any]) -> dict:
     check(isinstance(steps, list) and len(steps) > 0, "steps", steps, "a non-empty list of compress methods",
           "Fix: e.g. steps: [{name: magnitude, sparsity: 0.5}].")
     checkpoint, lat, output = spec.pop("checkpoint", None), spec.pop("latency", None) or {}, spec.pop("output", None)
+    save_to = spec.pop("save", None)
     built = []
     for i, s in enumerate(steps):  # every step's config is validated now, before anything trains
         check(isinstance(s, str) or (isinstance(s, Mapping) and isinstance(s.get("name"), str)), f"steps[{i}]", s,
@@ -88,4 +112,19 @@ def run_compress(spec: Mapping[str, Any]) -> dict:
 
         save_file(compressed_state_dict(model), output)
         result["output"] = str(output)
+    if save_to:
+        result["save"] = str(_save_folder(save_to, model, task, spec, result))
     return result
+
+
+def _save_folder(folder: str, model, task, spec: Mapping[str, Any], result: Mapping[str, Any]):
+    """The compressed model as a model folder whose manifest and card carry the compressed model's numbers."""
+    from ..engine.result import RunResult
+    from .model_io import save
+
+    c = result["compressed"]
+    rec = {k: v for k, v in spec.items() if k in ("task", "adapter", "optimizer", "schedule", "seed", "name")}
+    run = RunResult(recipe=rec, recipe_id="compressed", task=task.name, metrics={"accuracy": c["accuracy"]},
+                    test_metrics={"accuracy": c["test_accuracy"]}, extra={"compress": result["steps"]},
+                    costs={"total_params": c["params"]})
+    return save(folder, model, task, run, None, rec)

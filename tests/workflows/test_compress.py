@@ -55,3 +55,26 @@ def test_bad_specs():
 
     with pytest.raises(UnknownNameError, match="magnitude"):
         run_compress({**SPEC, "steps": [{"name": "magnitud"}]})
+
+
+def test_a_saved_run_folder_in_and_a_model_folder_out(tmp_path):
+    """`leanfit run --save` → compress (task from the folder's manifest, no retraining) → `--save` a folder whose
+    loaded model is the compressed one: its test accuracy is the one compress reported."""
+    from leanfit import Recipe
+    from leanfit.engine.run import train_recipe
+    from leanfit.methods.compress._common import accuracy
+    from leanfit.workflows.model_io import load, save
+
+    rec = {k: SPEC[k] for k in ("task", "adapter", "optimizer", "schedule")}
+    result, run = train_recipe(Recipe.from_dict(rec))
+    trained = save(tmp_path / "trained", run.model, run.task, result, run.adapter, result.recipe)
+    r = run_compress({"checkpoint": str(trained), "steps": [{"name": "gptq", "bits": 4, "n_calib": 64}],
+                      "latency": {"rounds": 1}, "save": str(tmp_path / "small")})
+    assert r["task"] == run.task.name
+    assert r["original"]["test_accuracy"] == pytest.approx(result.test_metrics["accuracy"])  # the saved model
+    small = load(tmp_path / "small")
+    assert small.manifest["test"]["accuracy"] == r["compressed"]["test_accuracy"]
+    assert small.manifest["quantized"], "GPTQ codes are stored packed"
+    assert accuracy(run.task, small.model, "test") == pytest.approx(r["compressed"]["test_accuracy"])
+    assert r["compressed"]["test_accuracy"] != r["original"]["test_accuracy"] or \
+        any(not torch.equal(a, b) for a, b in zip(small.model.state_dict().values(), run.model.state_dict().values()))

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from ..engine.callbacks import Callback, TrainState
-from ..engine.meters import count_params, optimizer_state_bytes, param_bytes
-from ..engine.recipe import Recipe
-from ..engine.run import build_run
-from ..engine.trainer import Trainer
+from .callbacks import Callback, TrainState
+from .meters import count_params, optimizer_state_bytes, param_bytes
+from .recipe import Recipe
+from .run import build_run
+from .trainer import Trainer
 
 GIB = 2 ** 30
 

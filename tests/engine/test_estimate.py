@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from leanfit import Recipe, run_recipe
-from leanfit.workflows.estimate import estimate
+from leanfit.engine.estimate import estimate
 
 CASES = [
     {"task": "digits-mlp", "adapter": {"name": "lora", "r": 4}, "schedule": {"epochs": 2, "batch_size": 64}},
