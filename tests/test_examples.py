@@ -8,7 +8,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_recipe_examples_validate():
-    for name in ("digits-lora.yaml", "my-text-data.yaml"):
+    for name in ("digits-lora.yaml", "my-text-data.yaml", "lm-topic-lora.yaml"):
         r = Recipe.from_dict(load_mapping(EXAMPLES / name))
         assert Recipe.from_dict(r.to_dict()) == r
 
@@ -18,6 +18,8 @@ def test_space_example_validates():
 
     cfg = StudyConfig.from_space(load_mapping(EXAMPLES / "space.yaml"), n_trials=2)
     assert tuple(cfg.objectives) == ("accuracy", "train_flops", "trainable_params")
+    lm = StudyConfig.from_space(load_mapping(EXAMPLES / "lm-space.yaml"), n_trials=2)
+    assert tuple(lm.objectives) == ("eval_loss", "trainable_params") and lm.stopper["metric"] == "eval_loss"
 
 
 def test_compress_example_runs():
