@@ -9,7 +9,8 @@ batched with left padding) where the completions are short answers, else next-to
 is evaluation cost, never train cost.
 
 Training batches are right-padded and trimmed to their longest row (dynamic padding); position ids follow from
-the attention mask. Attention is eager so the FLOP meter counts it.
+the attention mask. With ``packing: N`` the train split is packed into rows of ≤ N tokens instead
+(``pack_rows``). Attention is eager so the FLOP meter counts it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..engine.errors import DataError
+from ..engine.errors import DataError, check
 from ..engine.metrics import Evaluation, classification_evaluation
 from ..engine.task import Task, TensorDict, trim_padding
 
@@ -28,8 +29,44 @@ IGNORE = -100
 
 
 def lm_forward(model: nn.Module, batch: TensorDict) -> torch.Tensor:
-    """Next-token logits [B, T, V] (labels are not passed: the task computes its own loss)."""
+    """Next-token logits [B, T, V] (labels are not passed: the task computes its own loss). Packed rows go in with
+    their restarting position ids and no attention mask or cache: transformers then builds the block-diagonal
+    causal mask from the position ids (``masking_utils.find_packed_sequence_indices``)."""
+    if "position_ids" in batch:
+        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def pack_rows(split: TensorDict, pad_id: int, width: int) -> TensorDict:
+    """Sequence packing for training (as Hugging Face's DataCollatorWithFlattening): consecutive rows, in order,
+    concatenated into rows of at most ``width`` tokens. Position ids restart at every example and each example's
+    first label is ignored, so no token attends to or predicts across an example boundary and the loss terms are
+    exactly the unpacked ones (tested). Right padding continues the last example's positions; pads come after every
+    real token, so causal attention never shows them to a real token, and their labels are ignored."""
+    lens = split["attention_mask"].sum(1).tolist()
+    packs: list[list[int]] = [[]]
+    used = 0
+    for i, n in enumerate(lens):
+        if packs[-1] and used + n > width:
+            packs.append([])
+            used = 0
+        packs[-1].append(i)
+        used += n
+    shape = (len(packs), width)
+    out = {"input_ids": torch.full(shape, pad_id, dtype=torch.long), "labels": torch.full(shape, IGNORE),
+           "attention_mask": torch.zeros(shape, dtype=torch.long), "position_ids": torch.zeros(shape, dtype=torch.long)}
+    for r, rows in enumerate(packs):
+        at = 0
+        for i in rows:
+            n = lens[i]
+            out["input_ids"][r, at:at + n] = split["input_ids"][i, :n]
+            out["labels"][r, at:at + n] = split["labels"][i, :n]
+            out["labels"][r, at] = IGNORE
+            out["attention_mask"][r, at:at + n] = 1
+            out["position_ids"][r, at:at + n] = torch.arange(n)
+            at += n
+        out["position_ids"][r, at:] = torch.arange(lens[rows[-1]], lens[rows[-1]] + width - at)
+    return out
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,14 +243,22 @@ def _tensors(rows: list[tuple[list[int], list[int]]], pad_id: int, width: int) -
 
 def lm_task(name: str, folder: str, splits: dict[str, TensorDict], description: str, *, tokenizer: Any,
             generation: dict[str, GenerationData] | None = None, choices: Sequence[str] = (),
-            exact_match: bool = False, max_new_tokens: int = 8, meta: dict | None = None) -> CausalLMTask:
+            exact_match: bool = False, max_new_tokens: int = 8, meta: dict | None = None,
+            packing: int = 0) -> CausalLMTask:
     from .lm_models import default_targets, load_model
 
+    width = int(splits["train"]["input_ids"].shape[1])
+    check(type(packing) is int and (packing == 0 or packing >= width), f"{name} packing", packing,
+          f"0 (off) or a packed row length in tokens ≥ max_length {width}", "Fix: e.g. packing: 256.")
+    if packing:  # train only: evaluation and generation keep one example per row
+        n = len(splits["train"]["input_ids"])
+        splits = {**splits, "train": pack_rows(splits["train"], tokenizer.pad_token_id, packing)}
+        description += f"; train packed: {n} examples in {len(splits['train']['input_ids'])} rows of ≤{packing} tokens"
     return CausalLMTask(
         name=name, build_model=lambda seed: load_model(folder), train=splits["train"],
         validation=splits["validation"], test=splits["test"], num_classes=len(choices), head=(),
         target_modules=default_targets(folder), forward=lm_forward, description=description,
         meta={"model_kind": "causal-lm", "model_dir": folder, "labels": [c.strip() for c in choices],
-              "max_length": int(splits["train"]["input_ids"].shape[1]), **(meta or {})},
+              "max_length": width, "packing": packing, **(meta or {})},
         collate=trim_padding(8), eval_batch_size=16, kind="causal-lm", tokenizer=tokenizer,
         generation=generation or {}, choices=tuple(choices), max_new_tokens=max_new_tokens, exact_match=exact_match)

@@ -34,7 +34,7 @@ def _sizes(n_train: int | None, n_validation: int | None, n_test: int | None) ->
 def sft_task(name: str, pairs: dict[str, tuple[list[str], list[str]]], strata: dict[str, list[int]] | None,
              model: str | None, max_length: int, sizes: dict, desc: str, *, chat: bool = False,
              choices: tuple[str, ...] = (), exact_match: bool = True, max_new_tokens: int = 8, noise: float = 0.0,
-             fractions: tuple[float, float] = (0.1, 0.2), seed: int = 0) -> Any:
+             fractions: tuple[float, float] = (0.1, 0.2), seed: int = 0, packing: int = 0) -> Any:
     """Split (prompt, completion) pairs honestly, corrupt ``noise`` of the train answers, tokenise, build."""
     report, data = SplitReport(), {}
     for split, (prompts, completions) in pairs.items():
@@ -57,7 +57,7 @@ def sft_task(name: str, pairs: dict[str, tuple[list[str], list[str]]], strata: d
     noisy = f"; {noise:.0%} of train answers corrupted" if noise else ""
     return lm_task(name, folder, tensors, f"{desc} ({report.text()}{noisy})", tokenizer=tok, generation=generation,
                    choices=choices, exact_match=exact_match, max_new_tokens=max_new_tokens,
-                   meta={"splits": report.to_dict(), "noise": noise, "chat_template": chat})
+                   meta={"splits": report.to_dict(), "noise": noise, "chat_template": chat}, packing=packing)
 
 
 def corrupt(prompts: list[str], completions: list[str], fraction: float, choices: tuple[str, ...],
@@ -95,7 +95,7 @@ def arithmetic_problems(n: int, digits: int, ops: str, seed: int) -> tuple[list[
                "exact match")
 def lm_arithmetic(n_train: int = 2000, n_validation: int = 200, n_test: int = 300, digits: int = 2,
                   ops: str = "+-", noise: float = 0.0, model: str | None = None, max_length: int = 16,
-                  chat_template: bool = False, seed: int = 0) -> Any:
+                  chat_template: bool = False, seed: int = 0, packing: int = 0) -> Any:
     check(isinstance(digits, int) and 1 <= digits <= 4, "lm-arithmetic digits", digits, "an integer in [1, 4]")
     check(bool(ops) and set(ops) <= {"+", "-"}, "lm-arithmetic ops", ops, "'+', '-' or '+-'")
     check_fraction("lm-arithmetic noise", noise, "[", ")", "the fraction of train answers corrupted")
@@ -106,7 +106,8 @@ def lm_arithmetic(n_train: int = 2000, n_validation: int = 200, n_test: int = 30
     prompts, answers = arithmetic_problems(total, digits, ops, seed)
     return sft_task("lm-arithmetic", {"train": (prompts, answers)}, None, model, max_length,
                     _sizes(n_train, n_validation, n_test), f"{digits}-digit arithmetic ({ops})", chat=chat_template,
-                    noise=noise, fractions=(n_validation / total, n_test / total), seed=seed, max_new_tokens=digits + 3)
+                    noise=noise, fractions=(n_validation / total, n_test / total), seed=seed, max_new_tokens=digits + 3,
+                    packing=packing)
 
 
 # ---- BBC News ----------------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def fit_prompts(tok: Any, articles: Sequence[tuple[str, str, str]], words: int, 
                "rank classification")
 def lm_bbc_topic(n_train: int | None = None, n_validation: int | None = 100, n_test: int | None = 300,
                  words: int = 20, noise: float = 0.0, model: str | None = None, max_length: int = 64,
-                 chat_template: bool = False, seed: int = 0) -> Any:
+                 chat_template: bool = False, seed: int = 0, packing: int = 0) -> Any:
     check(isinstance(words, int) and words >= 0, "lm-bbc-topic words", words, "an integer ≥ 0")
     check_fraction("lm-bbc-topic noise", noise, "[", ")", "the fraction of train answers corrupted")
     arts = bbc_articles()
@@ -159,12 +160,12 @@ def lm_bbc_topic(n_train: int | None = None, n_validation: int | None = 100, n_t
                     _sizes(n_train, n_validation, n_test),
                     f"BBC News topic as generation, title + first {words} words ({cut} prompts cut to fit "
                     f"{max_length} tokens)", chat=chat_template, choices=choices, noise=noise, seed=seed,
-                    max_new_tokens=3)
+                    max_new_tokens=3, packing=packing)
 
 
 @register_task("lm-bbc-text", "causal LM on BBC News article text (domain adaptation); perplexity")
 def lm_bbc_text(n_train: int | None = 2000, n_validation: int | None = 200, n_test: int | None = 400,
-                model: str | None = None, max_length: int = 64) -> Any:
+                model: str | None = None, max_length: int = 64, packing: int = 0) -> Any:
     arts = bbc_articles()
     texts, y, dups = dedupe([f"{t}. {b}" for _, t, b in arts], [0] * len(arts))
     report = SplitReport(dups)
@@ -178,7 +179,7 @@ def lm_bbc_text(n_train: int | None = 2000, n_validation: int | None = 200, n_te
         n = sizes[f"n_{split}"]
         tensors[split] = {k: v[:n] for k, v in t.items()} if n else t  # windows in article order
     return lm_task("lm-bbc-text", folder, tensors, f"BBC News text, {max_length}-token windows ({report.text()})",
-                   tokenizer=tok, meta={"splits": report.to_dict()})
+                   tokenizer=tok, meta={"splits": report.to_dict()}, packing=packing)
 
 
 # ---- users' files ------------------------------------------------------------------------------------------------
@@ -188,25 +189,26 @@ def lm_file(train: str, validation: str | None = None, test: str | None = None, 
             completion_column: str = "completion", text_column: str | None = None, model: str | None = None,
             max_length: int = 64, chat_template: bool = False, exact_match: bool | None = None,
             n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-            validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str | None = None) -> Any:
+            validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str | None = None,
+            packing: int = 0) -> Any:
     """SFT when the files have prompt and completion columns (loss on completions; exact match of greedy
     generations when completions are short, or when ``exact_match: true``); plain LM with ``text_column``."""
     files = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
     name = name or data_name("lm-file", train)
     if text_column is not None:
         return _plain_file(name, files, text_column, model, max_length, _sizes(n_train, n_validation, n_test),
-                           (validation_fraction, test_fraction))
+                           (validation_fraction, test_fraction), packing)
     pairs = {k: read_table(v, prompt_column, completion_column) for k, v in files.items()}
     if exact_match is None:  # short answers: compare greedy generations with them
         lengths = sorted(len(c.split()) for c in pairs["train"][1])
         exact_match = bool(lengths) and lengths[len(lengths) // 2] <= 3
     return sft_task(name, pairs, None, model, max_length, _sizes(n_train, n_validation, n_test),
                     "files " + ", ".join(f"{k}={v}" for k, v in files.items()), chat=chat_template,
-                    exact_match=exact_match, fractions=(validation_fraction, test_fraction))
+                    exact_match=exact_match, fractions=(validation_fraction, test_fraction), packing=packing)
 
 
 def _plain_file(name: str, files: dict[str, str], column: str, model: str | None, max_length: int, sizes: dict,
-                fractions: tuple[float, float]) -> Any:
+                fractions: tuple[float, float], packing: int = 0) -> Any:
     data, report = {}, SplitReport()
     for split, path in files.items():
         texts, _ = read_table(path, column, column)
@@ -218,4 +220,4 @@ def _plain_file(name: str, files: dict[str, str], column: str, model: str | None
     tok = load_tokenizer(folder)
     tensors = {s: encode_text(tok, data[s][0], max_length) for s in SPLITS}
     return lm_task(name, folder, tensors, f"text files {', '.join(files.values())} ({report.text()})",
-                   tokenizer=tok, meta={"splits": report.to_dict()})
+                   tokenizer=tok, meta={"splits": report.to_dict()}, packing=packing)

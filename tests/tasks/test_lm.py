@@ -142,3 +142,37 @@ def test_bad_lm_inputs_give_named_errors(tmp_path):
 
     with pytest.raises(DataError, match="not a causal language model"):
         build_task("lm-file", train=str(f), model=str(minilm_dir()))
+
+
+@pytest.mark.parametrize("name, kw", [("lm-arithmetic", {}), ("lm-bbc-text", {"max_length": 32})])
+def test_packing_keeps_every_loss_term_and_no_attention_across_examples(name, kw):
+    """Packed rows give exactly the unpacked per-token losses (SFT and plain LM). Passing the attention mask, or
+    letting the model build a cache, would let examples attend to each other and change them."""
+    from leanfit.tasks.lm import lm_forward, token_losses
+
+    plain = build_task(name, **TINY, **kw)
+    packed = build_task(name, **TINY, **kw, packing=128)
+    assert len(packed.train["input_ids"]) < len(plain.train["input_ids"]) // 2
+    assert int(packed.train["attention_mask"].sum()) == int(plain.train["attention_mask"].sum())
+    model = plain.build_model(0).eval()
+
+    def terms(task):
+        with torch.no_grad():
+            b = task.batch("train", torch.arange(len(task.train["input_ids"])))
+            ce, mask = token_losses(lm_forward(model, b), b["labels"])
+        return ce[mask].sort().values
+
+    a, b = terms(plain), terms(packed)
+    assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ConfigError, match="packing must be 0 .off. or a packed row length"):
+        build_task(name, **TINY, **kw, packing=4)
+
+
+def test_a_packed_run_trains_on_fewer_padded_tokens():
+    plain = run("lm-arithmetic", adapter={"name": "lora", "r": 4})
+    packed = run("lm-arithmetic", adapter={"name": "lora", "r": 4}, task={"packing": 128})
+    assert packed.status == "complete", packed.error
+    assert packed.costs["tokens_seen"] == plain.costs["tokens_seen"]
+    pad = {k: r.costs["padded_tokens_seen"] - r.costs["tokens_seen"] for k, r in (("plain", plain), ("packed", packed))}
+    assert pad["packed"] < 0.25 * pad["plain"]
+    assert packed.costs["train_flops"] < plain.costs["train_flops"]
