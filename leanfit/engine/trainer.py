@@ -1,10 +1,14 @@
 """The Trainer: a plain PyTorch loop that reads top to bottom, with eight named hooks (see callbacks.py) and exact
-cost meters. It holds the one optimizer-step protocol (``_train_step``): plain ``step()``, the standard closure
-(SANIA, L-BFGS), the loss (AliG), or k forward passes (zeroth-order, MeZO). lr-find, data selectors' proxy
-models (``state.fit_proxy``) and the optimizer contract tests all train through it.
+cost meters (metering.py). It holds the one optimizer-step protocol (``_train_step``): plain ``step()``, the
+standard closure (SANIA, L-BFGS), the loss (AliG), or k forward passes (zeroth-order, MeZO). lr-find, data
+selectors' proxy models (``state.fit_proxy``) and the optimizer contract tests all train through it.
+
+Memory levers (schedule options): gradient accumulation (``grad_accum`` micro-batches per optimizer step),
+activation checkpointing (``gradient_checkpointing``, Hugging Face models) and bf16 autocast (``precision``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any, Sequence
@@ -12,12 +16,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .best import BestTracker
 from .callbacks import Callback, TrainState
-from .errors import NonFiniteLossError
+from .errors import ConfigError, NonFiniteLossError
 from .features import FeatureCache, head_module, set_frozen_mode, try_cache
-from .meters import PeakRSS, Stopwatch, count_flops, optimizer_step_flops, saved_activation_bytes
+from .metering import StepMeter
+from .meters import PeakRSS, Stopwatch
 from .metrics import Evaluation
 from .recipe import Schedule
+from .schedules import length_grouped, lr_scheduler
 from .task import Task, TensorDict
 
 HOOKS = ("on_fit_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_eval",
@@ -47,16 +54,21 @@ class Trainer:
         self.forward_passes = getattr(optimizer, "forward_passes_per_step", 0)  # >0: zeroth-order (no backward)
         self.closure_step = bool(getattr(optimizer, "needs_closure", False))  # step(closure): forward+backward inside
         self.loss_step = bool(getattr(optimizer, "needs_loss", False))  # step(lambda: loss) after the usual backward
-        self._flops_per_shape: dict[tuple, float] = {}
-        self._optimizer_flops: dict[tuple, float] = {}  # per set of trainable-parameter shapes
-        self._full_shapes: list[tuple[int, int]] = []  # (rows, width) of batches metered whole
+        if schedule.grad_accum > 1 and (self.forward_passes or self.closure_step):
+            raise ConfigError(f"schedule.grad_accum must be 1 for {type(optimizer).__name__}, but got "
+                              f"{schedule.grad_accum}: it evaluates the loss itself. Fix: raise batch_size instead.")
+        self.meter = StepMeter(model, optimizer, self._loss, self.forward_passes, self.closure_step, self.loss_step)
         self._forward = task.forward  # the training forward (the head on cached features when head-only)
         self._cache: FeatureCache | None = None
         self._frozen_head: nn.Module | None = None  # head-only runs: the head (the rest is a frozen prefix)
         self._mode_dirty = True  # re-apply train/eval modes before the next step (evals reset them)
-        self._batch_linear: bool | None = None  # FLOPs(batch of B) == B × FLOPs(one row)? (checked once)
-        self.activation_bytes = 0
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
+        self.best = BestTracker(schedule.monitor, schedule.min_delta, schedule.early_stopping_patience,
+                                schedule.keep_best) if (schedule.keep_best or schedule.early_stopping_patience) else None
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.meter.activation_bytes
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -64,40 +76,22 @@ class Trainer:
         if not self.nested:
             torch.manual_seed(s.seed)  # dropout and any other global-RNG use
         n_rows = self.task.n_train if self.rows is None else len(self.rows)
-        s.planned_steps = sch.max_steps or sch.epochs * math.ceil(n_rows / sch.batch_size)
+        s.planned_steps = sch.max_steps or sch.epochs * math.ceil(n_rows / (sch.batch_size * sch.grad_accum))
         clock = Stopwatch()
         s.model.to(self.device)  # in place: the optimizer keeps the same Parameter objects
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         with PeakRSS(enabled=self.measure_memory) as rss:
             self._emit("on_fit_start")
-            self._setup_frozen_prefix()  # train time: a cached prefix is part of what the run computes
-            s.scheduler = self._lr_scheduler()
+            self._setup_levers()  # train time: a cached prefix is part of what the run computes
+            s.scheduler = lr_scheduler(s.optimizer, sch, s.planned_steps)
             for s.epoch in range(sch.epochs):
                 s.epoch_indices = self._epoch_order()  # selectors may replace it
                 self._emit("on_epoch_start")
                 if sch.group_by_length:
-                    s.epoch_indices = self._grouped(s.epoch_indices)
-                for idx in s.epoch_indices.split(sch.batch_size):
-                    s.batch = self._to_device(self.task.batch("train", idx))  # {inputs..., labels [B], index [B]}
-                    self._emit("before_step")
-                    key = tuple((k, tuple(v.shape)) for k, v in s.batch.items())
-                    if key not in self._flops_per_shape:
-                        with clock.paused():
-                            self._flops_per_shape[key] = self._meter(s.batch)
-                    evaluations = self._train_step(s)
-                    s.step += 1
-                    s.samples_seen += len(idx)
-                    real, padded = self.task.token_counts(s.batch)
-                    s.tokens_seen, s.padded_tokens_seen = s.tokens_seen + real, s.padded_tokens_seen + padded
-                    step_opt = self._optimizer_flops.get(self._param_key(), 0.0)
-                    s.flops += self._flops_per_shape[key] * evaluations + step_opt
-                    s.optimizer_flops += step_opt
-                    self._emit("after_step")
-                    s.wall_time = clock.elapsed
-                    if sch.eval_every and s.step % sch.eval_every == 0:
-                        with clock.paused():
-                            self._eval_and_log(sch.eval_fraction)
+                    s.epoch_indices = length_grouped(s.epoch_indices, self.task.lengths("train"), sch.batch_size)
+                for idx in s.epoch_indices.split(sch.batch_size * sch.grad_accum):
+                    self._step(idx, clock)
                     if self._budget_spent() or s.should_stop:
                         break
                 self._emit("on_epoch_end")
@@ -108,6 +102,8 @@ class Trainer:
                         self._eval_and_log(sch.eval_fraction)
             self._optimizer_weights("eval")  # schedule-free: the model keeps the averaged (evaluated) weights
             self._fit_done = True
+            with clock.paused():
+                self._restore_best()
             self._emit("on_fit_end")  # post-training compression acts here, before the final eval
             s.wall_time = clock.elapsed
             if not s.pruned:
@@ -117,27 +113,42 @@ class Trainer:
             s.peak_cuda_bytes = torch.cuda.max_memory_allocated(self.device)
         return s
 
+    def _step(self, idx: torch.Tensor, clock: Stopwatch) -> None:
+        """One optimizer step over the rows ``idx`` ({inputs..., labels, index} batches; ``grad_accum``
+        micro-batches of ``batch_size`` rows), with its hooks, costs and scheduled eval."""
+        s, sch = self.state, self.schedule
+        micro = [self._to_device(self.task.batch("train", m)) for m in idx.split(sch.batch_size)]
+        s.batch = micro[0]
+        self._emit("before_step")
+        with clock.paused():
+            flops = sum(self.meter.flops(b) for b in micro)
+        evaluations = self._train_step(s, micro)
+        s.step += 1
+        s.samples_seen += len(idx)
+        for b in micro:
+            real, padded = self.task.token_counts(b)
+            s.tokens_seen, s.padded_tokens_seen = s.tokens_seen + real, s.padded_tokens_seen + padded
+        step_opt = self.meter.step_flops()
+        s.flops += flops * evaluations + step_opt
+        s.optimizer_flops += step_opt
+        self._emit("after_step")
+        s.wall_time = clock.elapsed
+        if sch.eval_every and s.step % sch.eval_every == 0:
+            with clock.paused():
+                self._eval_and_log(sch.eval_fraction)
+
     def _epoch_order(self) -> torch.Tensor:
         g = self.state.generator
         if self.rows is None:
             return torch.randperm(self.task.n_train, generator=g)
         return self.rows[torch.randperm(len(self.rows), generator=g)]
 
-    def _grouped(self, order: torch.Tensor) -> torch.Tensor:
-        """Length-grouped batches (as Hugging Face's ``group_by_length``): cut the shuffled order into mega-batches
-        of 50 batches, sort each by length (longest first) so a batch holds rows of similar length, and keep the
-        mega-batches in their random order. Rows without lengths (non-token data) are left as they are."""
-        lengths = self.task.lengths("train")
-        if lengths is None:
-            return order
-        mega = 50 * self.schedule.batch_size
-        chunks = [c[torch.argsort(lengths[c], descending=True, stable=True)] for c in order.split(mega)]
-        return torch.cat(chunks) if chunks else order
-
-    def _setup_frozen_prefix(self) -> None:
-        """Head-only runs: cache the frozen prefix's output (``frozen_prefix: cache``), or keep it in eval mode
-        (``eval``) or train mode (``train``) while it is recomputed every step (features.py)."""
+    def _setup_levers(self) -> None:
+        """Gradient checkpointing; for head-only runs, the frozen prefix cached (``frozen_prefix: cache``) or kept in
+        eval mode (``eval``) or train mode (``train``) while it is recomputed every step (features.py)."""
         s, mode = self.state, self.schedule.frozen_prefix
+        if self.schedule.gradient_checkpointing:
+            enable_checkpointing(s.model)
         head = head_module(s.model, self.task)
         if head is None or mode == "train":
             return
@@ -151,7 +162,7 @@ class Trainer:
             s.cache_flops = self._cache.flops
             self._forward = self._cache.forward("train")
 
-    def _train_step(self, s: TrainState) -> int:
+    def _train_step(self, s: TrainState, micro: list[TensorDict]) -> int:
         """One optimizer step; returns how many metered evaluations (forward+backward, or the zeroth-order
         optimizer's k forwards) it ran."""
         if self._mode_dirty or not s.model.training:  # .train() walks every module: only when something changed
@@ -167,7 +178,7 @@ class Trainer:
             s.model.eval()
             try:
                 with torch.no_grad():
-                    loss = s.optimizer.step(lambda: self._loss(s.batch)[0])
+                    loss = s.optimizer.step(lambda: self._loss(micro[0])[0])
             finally:
                 s.model.train()
             s.loss = torch.as_tensor(loss).detach()
@@ -178,13 +189,17 @@ class Trainer:
             def closure() -> torch.Tensor:  # the standard PyTorch closure; the first call's outputs are the step's
                 nonlocal calls
                 s.optimizer.zero_grad(set_to_none=True)
-                loss = self._backward(s, first=calls == 0)
+                loss = self._backward(s, micro[0], first=calls == 0)
+                self._clip()
                 calls += 1
                 return loss
 
             s.optimizer.step(closure)
         else:
-            loss = self._backward(s, first=True)
+            n = sum(len(b["index"]) for b in micro)
+            for j, b in enumerate(micro):  # the effective batch's mean loss: each micro-batch weighted by its rows
+                loss = self._backward(s, b, first=j == 0, weight=len(b["index"]) / n)
+            self._clip()
             if self.loss_step:
                 s.optimizer.step(lambda: loss.detach())
             else:
@@ -194,25 +209,35 @@ class Trainer:
         s.optimizer.zero_grad(set_to_none=True)
         return calls
 
-    def _backward(self, s: TrainState, first: bool) -> torch.Tensor:
-        """Forward, loss check, backward, ``after_backward``, gradient clipping; the first evaluation of a step
-        sets the state's loss, per-sample loss and logits."""
-        loss, per_sample, logits = self._loss(s.batch)
+    def _backward(self, s: TrainState, batch: TensorDict, first: bool, weight: float = 1.0) -> torch.Tensor:
+        """Forward, loss check, backward, ``after_backward``; the first evaluation of a step sets the state's loss,
+        per-sample loss and logits."""
+        s.batch = batch
+        loss, per_sample, logits = self._loss(batch)
         self._check_finite(loss)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
         if first:
             s.loss, s.per_sample_loss, s.logits = loss.detach(), per_sample.detach(), logits.detach()
         self._emit("after_backward")
-        if self.schedule.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in s.model.parameters() if p.requires_grad], self.schedule.grad_clip)
         return loss
 
+    def _clip(self) -> None:
+        if self.schedule.grad_clip:
+            params = [p for p in self.state.model.parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(params, self.schedule.grad_clip)
+
     def _loss(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self._forward(self.state.model, batch)  # [B, C]
-        per_sample = self.task.per_sample_loss(logits, batch)  # [B]
+        with self._autocast():
+            logits = self._forward(self.state.model, batch)  # [B, C] (language models: [B, T, V])
+            per_sample = self.task.per_sample_loss(logits, batch).float()  # [B]
         w = self.state.sample_weights
         loss = (per_sample * w.to(per_sample.device)[batch["index"]]).mean() if w is not None else per_sample.mean()
         return loss, per_sample, logits
+
+    def _autocast(self) -> Any:
+        if self.schedule.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not math.isfinite(loss.item()):
@@ -231,70 +256,20 @@ class Trainer:
                         measure_memory=False)
         return proxy.fit()
 
-    # ---- metering (excluded from train time) --------------------------------------------------------------
-    def _meter(self, batch: TensorDict) -> float:
-        """FLOPs of one step for a new batch shape. The full batch is metered (with its saved-activation bytes)
-        for the first batch and for any shape that could need more activation memory than those metered so far;
-        other shapes (dynamic padding makes many) meter one row and scale by the batch size — exact for models
-        whose FLOPs are linear in the batch, which the first batch verifies (else every shape is metered whole)."""
-        n, width = len(batch["index"]), max((v.shape[1] for v in batch.values() if v.dim() >= 2), default=0)
-        grows = not any(b >= n and w >= width for b, w in self._full_shapes)
-        if grows or not self._batch_linear:
-            flops = self._meter_step(batch, activations=True)
-            self._full_shapes.append((n, width))
-            if self._batch_linear is None and n > 1:
-                self._batch_linear = self._meter_step(self._row(batch), activations=False) * n == flops
-            return flops
-        return self._meter_step(self._row(batch), activations=False) * n
-
-    @staticmethod
-    def _row(batch: TensorDict) -> TensorDict:
-        return {k: v[:1] for k, v in batch.items()}
-
-    def _meter_step(self, batch: TensorDict, activations: bool = True) -> float:
-        """FLOPs of one train step for this batch shape (forward + backward, or k forwards for zeroth-order),
-        and the bytes autograd saves for backward. Leaves model, grads and RNG exactly as they were."""
-        model = self.state.model
-        rng = torch.get_rng_state()
-        buffers = {n: b.clone() for n, b in model.named_buffers()}  # e.g. BatchNorm running stats
-        try:
-            model.train()
-            if self.forward_passes:
-                with torch.no_grad():
-                    fwd, _ = count_flops(lambda: self._loss(batch))
-                return fwd * self.forward_passes
-            with saved_activation_bytes() as act:
-                fwd, (loss, _, _) = count_flops(lambda: self._loss(batch))
-            bwd, _ = count_flops(loss.backward)
-            if activations:
-                self.activation_bytes = max(self.activation_bytes, act[0])
-            if not self.closure_step and self._param_key() not in self._optimizer_flops:
-                closure = (lambda: loss.detach()) if self.loss_step else None  # AliG reads the loss value
-                self._optimizer_flops[self._param_key()] = optimizer_step_flops(self.state.optimizer, closure)
-            return fwd + bwd
-        finally:
-            for p in model.parameters():
-                p.grad = None
-            named = dict(model.named_buffers())
-            with torch.no_grad():
-                for n, b in buffers.items():
-                    named[n].copy_(b)
-            torch.set_rng_state(rng)
-
-    def _param_key(self) -> tuple:
-        return tuple(tuple(p.shape) for p in self.state.model.parameters() if p.requires_grad)
-
     # ---- evaluation (excluded from train time) ------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, fraction: float = 1.0, batch_size: int = 256, split: str = "validation") -> Evaluation:
+    def evaluate(self, fraction: float = 1.0, batch_size: int | None = None, split: str = "validation",
+                 swap: bool = True) -> Evaluation:
         """Metrics on ``split`` (a fixed seeded ``fraction`` of its rows for intermediate evals). The Trainer only
-        ever evaluates validation; ``run_recipe`` scores test once, after training."""
+        ever evaluates validation; ``run_recipe`` scores test once, after training. ``swap``: put schedule-free
+        optimizers' evaluation weights in place (and back) around it."""
         n_all = self.task.n_rows(split)
         rows = torch.arange(n_all) if fraction >= 1 else \
             torch.randperm(n_all, generator=torch.Generator().manual_seed(0))[:max(1, math.ceil(n_all * fraction))]
-        self._optimizer_weights("eval")
+        if swap:
+            self._optimizer_weights("eval")
         ev = self.task.evaluate(self.state.model, split, rows, batch_size, self._to_device, self._eval_forward(split))
-        if not self._fit_done:
+        if swap and not self._fit_done:
             self._optimizer_weights("train")
         self._mode_dirty = True
         return ev
@@ -318,11 +293,31 @@ class Trainer:
         if not self.evaluate_enabled:
             return
         s = self.state
-        s.evaluation = self.evaluate(fraction)
+        self._optimizer_weights("eval")  # the evaluated weights are the ones a best checkpoint keeps
+        s.evaluation = self.evaluate(fraction, swap=False)
         s.metrics = dict(s.evaluation.metrics)
         s.curve.append({"step": s.step, "epoch": s.epoch, "samples": s.samples_seen, "flops": s.flops,
                         "wall_time_s": s.wall_time, **s.metrics})
+        if self.best is not None and not self._fit_done:
+            if self.best.observe(s.metrics, s.step, s.epoch, s.model):
+                s.stop(f"early stopping: validation {self.best.monitor} did not improve for "
+                       f"{self.best.patience} evaluations (best {self.best.best['value']:.4f} at step "
+                       f"{self.best.best['step']})")
+        if not self._fit_done:
+            self._optimizer_weights("train")
         self._emit("on_eval")
+
+    def _restore_best(self) -> None:
+        """keep_best: evaluate the final weights too, then go back to the best evaluation's if it was better."""
+        s = self.state
+        if self.best is None or not self.best.keep or not self.evaluate_enabled or s.pruned:
+            return
+        if not s.curve or s.curve[-1]["step"] != s.step:
+            self._fit_done = False
+            self._eval_and_log(self.schedule.eval_fraction)  # the end of training is a candidate too
+            self._fit_done = True
+            self._optimizer_weights("eval")
+        s.best_checkpoint = dict(self.best.best, restored=self.best.restore(s.model, s.step), final_step=s.step)
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _budget_spent(self) -> bool:
@@ -335,21 +330,6 @@ class Trainer:
                 return True
         return False
 
-    def _lr_scheduler(self) -> Any:
-        sch, s = self.schedule, self.state
-        if sch.lr_schedule == "constant" and sch.warmup_ratio == 0:
-            return None
-        opt = s.optimizer
-        if not isinstance(opt, torch.optim.Optimizer):
-            return None  # e.g. zeroth-order optimizers manage their own step size
-        total = max(1, int(s.planned_steps))
-        if sch.lr_schedule == "onecycle":
-            cyc = any(k in opt.defaults for k in ("momentum", "betas"))
-            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                                       total_steps=total, pct_start=max(sch.warmup_ratio, 0.05),
-                                                       cycle_momentum=cyc)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, sch))
-
     def _to_device(self, batch: TensorDict) -> TensorDict:
         if self.device.type == "cpu":
             return batch
@@ -360,14 +340,16 @@ class Trainer:
             getattr(cb, hook)(self.state)
 
 
-def lr_factor(step: int, total: int, sch: Schedule) -> float:
-    """Warmup (linear from 1/warm) then linear decay, cosine decay or constant: the LR multiplier at ``step``."""
-    warm = int(sch.warmup_ratio * total)
-    if step < warm:
-        return (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    if sch.lr_schedule == "linear":
-        return max(0.0, 1 - t)
-    if sch.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return 1.0
+def enable_checkpointing(model: nn.Module) -> None:
+    """Activation (gradient) checkpointing on every Hugging Face model inside ``model``: blocks keep only their
+    inputs and recompute the rest during backward (non-reentrant, so frozen inputs need no grad hack)."""
+    found = [m for m in model.modules() if callable(getattr(m, "gradient_checkpointing_enable", None))
+             and getattr(m, "supports_gradient_checkpointing", False)]
+    if not found:
+        raise ConfigError("schedule.gradient_checkpointing needs a Hugging Face model that supports it, but this "
+                          f"task's model ({type(model).__name__}) has none. Fix: set gradient_checkpointing: false.")
+    for m in found:  # transformers ≥ 5 renamed it activation_checkpointing_enable
+        if callable(getattr(m, "activation_checkpointing_enable", None)):
+            m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

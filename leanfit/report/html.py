@@ -29,7 +29,7 @@ def _has(r: RunResult, key: str) -> bool:
 def _hover(r: RunResult) -> str:
     test = f"<br>test {100 * r.test_accuracy:.2f}%" if r.test_metrics else ""
     flag = f"<br>⚠ {', '.join(r.flags)}" if r.flags else ""
-    return f"{_html.escape(r.label)}<br>{r.recipe_id}{test}{flag}"
+    return f"{_html.escape(r.label)} [{r.recipe_id[:6]}]<br>{_html.escape(r.describe())}{test}{flag}"
 
 
 def frontier_figure(results: Sequence[RunResult], cost: str = "train_flops", metric: str = "accuracy",
@@ -68,12 +68,44 @@ def curves_figure(results: Sequence[RunResult], x: str = "flops", metric: str = 
         if not pts:
             continue
         fig.add_trace(go.Scatter(x=[p[x] for p in pts], y=[100 * p[metric] for p in pts], mode="lines+markers",
-                                 name=f"{r.label} ({r.status})",
+                                 name=f"{r.label} [{r.recipe_id[:6]}] ({r.status})", legendgroup=r.recipe_id,
                                  line=dict(dash="dash" if r.status == "pruned" else "solid"),
-                                 opacity=0.8, showlegend=len(results) <= 30))
+                                 hovertext=r.describe(), opacity=0.8, showlegend=len(results) <= 30))
     fig.update_layout(title=title or f"learning curves: {metric} vs train {x}", xaxis_title=f"train {x}",
                       yaxis_title=f"{metric} (%)", template="plotly_white", height=460)
     return fig
+
+
+def objectives_figure(results: Sequence[RunResult], metric: str, costs: Sequence[str], title: str = ""):
+    """Every objective of the search, all trials at once: parallel coordinates (stopped trials at their last eval,
+    coloured apart)."""
+    import plotly.graph_objects as go
+
+    rs = [r for r in results if r.status in ("complete", "pruned") and _has(r, metric)]
+    dims = [dict(label=f"validation {metric}", values=[value(r, metric) for r in rs])]
+    dims += [dict(label=c, values=[value(r, c) for r in rs]) for c in costs if all(_has(r, c) for r in rs)]
+    dims.append(dict(label="stopped", values=[int(r.status == "pruned") for r in rs], tickvals=[0, 1],
+                     ticktext=["complete", "stopped"]))
+    fig = go.Figure(go.Parcoords(line=dict(color=[value(r, metric) for r in rs], colorscale="Viridis",
+                                           showscale=True), dimensions=dims))
+    fig.update_layout(title=title or "every objective, every trial", template="plotly_white", height=420)
+    return fig
+
+
+def _trials_table(results: Sequence[RunResult], metric: str, costs: Sequence[str]) -> str:
+    """Every trial with its hyperparameters, best validation first."""
+    cols = ("recipe", "id", "status", f"validation {metric}", f"test {metric}", *costs, "hyperparameters")
+    rows = []
+    for r in sorted(results, key=lambda r: -value(r, metric) if _has(r, metric) else 1e9):
+        test = value(r, f"test_{metric}")
+        cells = [r.label, r.recipe_id[:6], r.status + (" ⚠" if r.flags else ""),
+                 f"{100 * value(r, metric):.2f}%" if _has(r, metric) else "—",
+                 f"{100 * test:.2f}%" if test == test else "—",
+                 *(f"{value(r, c):.4g}" if _has(r, c) else "—" for c in costs), r.describe()]
+        rows.append("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in cols)
+    return f"<details><summary>all {len(rows)} trials</summary><table><thead><tr>{head}</tr></thead>" \
+           f"<tbody>{''.join(rows)}</tbody></table></details>"
 
 
 def profiles_figure(p: Profiles):
@@ -114,6 +146,8 @@ def study_html(results: Sequence[RunResult], path: str | Path, costs: Sequence[s
         rs = [r for r in results if r.task == task]
         figs.append((f"{task}: {metric} vs {costs[0]}", frontier_figure(rs, costs[0], metric, costs, title=task)))
         figs.append((f"{task}: learning curves", curves_figure(rs, "flops", metric)))
+        if len(costs) > 1 or len(rs) > 2:
+            figs.append((f"{task}: every objective", objectives_figure(rs, metric, costs)))
     if profiles is not None and len(profiles.targets) > 1:
         figs.append(("performance profiles", profiles_figure(profiles)))
     parts = []
@@ -134,6 +168,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child{{
 <h1>{_html.escape(title)}</h1>
 <p>{_html.escape(summary)}</p>
 {_table(front, costs, metric)}
+{_trials_table(results, metric, costs)}
 {''.join(parts)}
 </body></html>
 """

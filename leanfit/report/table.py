@@ -47,7 +47,7 @@ def results_table(results: Sequence[RunResult], title: str = "", front: Sequence
     front_ids = {id(r) for r in front}
     for r in results:
         cells = [_cell(r.value(k), fmt) for _, k, fmt in COLUMNS]
-        name = ("★ " if id(r) in front_ids else "") + r.label
+        name = ("★ " if id(r) in front_ids else "") + r.label + (f" [{r.recipe_id[:6]}]" if len(results) > 1 else "")
         t.add_row(name, r.status + (" ⚠" if r.flags else ""), *cells)
     return t
 
@@ -76,5 +76,27 @@ def print_results(results: Sequence[RunResult], title: str = "", front: Sequence
     if not con.is_terminal:  # piped/CI output: do not squeeze the table into 80 columns
         con = Console(width=140)
     con.print(results_table(results, title, front))
+    for r in front:  # what each frontier recipe is, hyperparameters included
+        con.print(f"★ {r.label} [{r.recipe_id[:6]}]: {r.describe()}", style="dim", highlight=False)
     for line in flag_notes(results):
         con.print(line, style="yellow")
+
+
+def estimates_table(rows) -> None:
+    """The estimates of ``leanfit estimate`` (one row per recipe), with the memory verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="estimate (before training; exact for fixed batch shapes)")
+    for h in ("recipe", "trainable", "opt. state", "train mem.", "FLOPs/step", "train FLOPs", "steps", "step time",
+              "forecast", "fits"):
+        t.add_column(h, justify="right" if h != "recipe" else "left", no_wrap=True)
+    for e in rows:
+        t.add_row(e.label, human(e.trainable_params), human(e.optimizer_state_bytes, "B"),
+                  human(e.train_memory_bytes, "B"), human(e.flops_per_step), human(e.train_flops), str(e.planned_steps),
+                  f"{e.step_time_s:.3f} s", f"{e.wall_time_s:.1f} s",
+                  ("yes" if e.fits else "NO") + f" (≤ {human(e.memory_limit_bytes, 'B')})")
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=160)
+    con.print(t)

@@ -1,9 +1,33 @@
-"""Honest splits of text data: exact duplicates removed before splitting, and rows of a held-out file that also
-appear in train dropped from it, each with its count reported (a row seen in training and scored as held-out
-inflates the score)."""
+"""Honest splits of text data: exact duplicates removed before splitting, rows of a held-out file that also appear
+in train dropped from it (each with its count reported: a row seen in training and scored as held-out inflates
+the score), missing splits carved from train (stratified, fixed seeds), and seeded stratified subsampling."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..engine.task import stratified_split, three_way_split
+
+Split = tuple[list[str], list[int]]  # (texts, label ids)
+
+
+def data_name(kind: str, path: str) -> str:
+    """A user task's default identity: the kind, the training file's stem and a hash of its bytes — two data sets
+    never share a name (frontiers, tables and dashboards group runs by task name)."""
+    import hashlib
+    from pathlib import Path
+
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        h.update(str(p.resolve()).encode())
+    return f"{kind}:{p.stem}-{h.hexdigest()[:6]}"
 
 
 def normalise(text: str) -> str:
@@ -50,3 +74,56 @@ class SplitReport:
     def to_dict(self) -> dict:
         return {"duplicates_removed": self.duplicates_removed, "overlap_dropped": dict(self.overlap_dropped),
                 "carved": dict(self.carved)}
+
+
+def _subsample(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
+    """Stratified, seeded subsample of ``idx`` to at most n rows."""
+    if n is None or n >= len(idx):
+        return idx
+    keep, _ = stratified_split(labels[idx], 1 - n / len(idx), seed)
+    if len(keep) > n:  # per-class rounding can overshoot by a few rows
+        keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    return idx[keep]
+
+
+def _pick(split: Split, ids: torch.Tensor) -> Split:
+    return [split[0][i] for i in ids.tolist()], [split[1][i] for i in ids.tolist()]
+
+
+def carve(data: dict[str, Split], report: SplitReport, validation_fraction: float, test_fraction: float) -> None:
+    """Make the missing validation/test splits from train, stratified with fixed seeds, and say so."""
+    texts, y = data["train"]
+    yt = torch.tensor(y)
+    missing = [s for s in ("validation", "test") if s not in data]
+    if missing == ["validation", "test"]:
+        tr, val, te = three_way_split(yt, validation_fraction, test_fraction, seed=0)
+        data["validation"], data["test"] = _pick((texts, y), val), _pick((texts, y), te)
+    elif missing:
+        frac = validation_fraction if missing[0] == "validation" else test_fraction
+        tr, held = stratified_split(yt, frac, seed=0 if missing[0] == "test" else 1)
+        data[missing[0]] = _pick((texts, y), held)
+    else:
+        return
+    data["train"] = _pick((texts, y), tr)
+    for m in missing:
+        frac = validation_fraction if m == "validation" else test_fraction
+        report.carved[m] = f"carved from train ({frac:.0%}, stratified, fixed seed)"
+
+
+def make_splits(data: dict[str, Split], report: SplitReport, sizes: dict[str, Any], validation_fraction: float = 0.1,
+                test_fraction: float = 0.2) -> dict[str, Split]:
+    """Text-level splits: drop held-out rows that are also in train (and test rows also in validation), carve what
+    is missing, and subsample to ``sizes`` (n_train, n_validation, n_test)."""
+    seen = list(data["train"][0])
+    for split in ("validation", "test"):
+        if split in data:
+            texts, y, dropped = drop_overlap(*data[split], seen)
+            data[split] = (texts, y)
+            seen += texts
+            if dropped:
+                report.overlap_dropped[split] = dropped
+    carve(data, report, validation_fraction, test_fraction)
+    for seed, split in enumerate(("train", "validation", "test"), start=1):
+        y = torch.tensor(data[split][1])
+        data[split] = _pick(data[split], _subsample(torch.arange(len(y)), y, sizes.get(f"n_{split}"), seed))
+    return data

@@ -98,6 +98,9 @@ def digits_mlp(hidden: int = 128, test_fraction: float = 0.2, validation_fractio
         head=("head",),
         target_modules=("fc1", "fc2"),
         description="sklearn digits, MLP",
+        meta={"model_kind": "mlp", "model_args": {"d_in": 64, "hidden": hidden, "n_classes": 10, "depth": depth,
+                                                   "share_layers": share_layers},
+              "input_mean": mean.tolist(), "input_std": std.tolist(), "labels": [str(i) for i in range(10)]},
     )
 
 
@@ -136,4 +139,7 @@ def mnist1d_cnn(num_samples: int = 5000, channels: int = 32, n_train: int | None
         head=("head",),
         target_modules=("fc",),
         description="mnist1d, 1-D CNN",
+        meta={"model_kind": "cnn1d", "model_args": {"length": length, "channels": channels, "hidden": 128,
+                                                     "n_classes": 10, "depth": depth, "share_layers": share_layers},
+              "labels": [str(i) for i in range(10)]},
     )

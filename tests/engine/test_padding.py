@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from leanfit.engine.metering import StepMeter
 from leanfit.engine.recipe import Schedule
 from leanfit.engine.task import Task, trim_padding
 from leanfit.engine.trainer import Trainer
@@ -66,12 +67,12 @@ def test_flops_of_every_dynamic_shape_are_exact_and_tokens_are_counted(monkeypat
     t = short_text_task()
     scaled = fit(t)
     s1 = scaled.fit()
-    assert scaled._batch_linear is True and len(scaled._flops_per_shape) > 3  # many shapes, most metered per row
+    assert scaled.meter.batch_linear is True and len(scaled.meter.per_shape) > 3  # many shapes, mostly per row
     whole = fit(t)
-    monkeypatch.setattr(Trainer, "_row", staticmethod(lambda batch: batch))  # meter every shape as a whole batch
-    whole._batch_linear = False
+    monkeypatch.setattr(StepMeter, "row", staticmethod(lambda batch: batch))  # meter every shape as a whole batch
+    whole.meter.batch_linear = False
     s2 = whole.fit()
-    assert s1.flops == s2.flops and whole._flops_per_shape == scaled._flops_per_shape
+    assert s1.flops == s2.flops and whole.meter.per_shape == scaled.meter.per_shape
     real = int(t.train["attention_mask"].sum()) * 2
     assert s1.tokens_seen == real and real < s1.padded_tokens_seen < 2 * 48 * WIDTH
 

@@ -155,3 +155,34 @@ def test_closure_optimizers_get_the_standard_closure_and_every_evaluation_is_met
         assert r.costs["train_memory_bytes"] >= 2 * params + r.costs["optimizer_state_bytes"]
     for r in (lbfgs, sania, alig):  # all learned something in 3 steps (chance: 0.10)
         assert r.metrics["accuracy"] > 0.15
+
+
+def test_trainer_trains_on_the_tasks_per_sample_loss():
+    """Task documents ``per_sample_loss`` as the override point for non-classification tasks; the Trainer must
+    train on it (it used to hard-code cross-entropy, so a regression task failed on float labels)."""
+    from leanfit.engine.recipe import Schedule
+    from leanfit.engine.task import Task
+
+    class Regression(Task):
+        def per_sample_loss(self, outputs, batch):
+            return (outputs.squeeze(-1) - batch["labels"]) ** 2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, generator=g)
+    data = {"x": x, "labels": x @ torch.tensor([1.0, -2.0, 0.5])}
+    task = Regression("reg", None, data, data, data, 1, head=(), forward=lambda m, b: m(b["x"]))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False)
+    w0 = model.weight.detach().clone()
+    seen = []
+
+    class Rec(Callback):
+        def after_step(self, state):
+            seen.append((float(state.loss), state.per_sample_loss.clone()))
+
+    Trainer(task, model, torch.optim.SGD(model.parameters(), lr=0.1), Schedule(epochs=1, batch_size=16), [Rec()],
+            evaluate=False, measure_memory=False).fit()
+    per_row = ((x @ w0.T).squeeze(-1) - data["labels"]) ** 2
+    assert seen[0][0] == pytest.approx(float(per_row.mean()), rel=1e-6)
+    grad = 2 * ((x @ w0.T).squeeze(-1) - data["labels"]) @ x / 16  # d mean squared error / dw
+    assert torch.allclose(model.weight.detach(), w0 - 0.1 * grad, atol=1e-6)

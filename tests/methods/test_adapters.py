@@ -196,6 +196,11 @@ def test_bad_config_errors_name_the_rule():
         registry.get("adapters", "ether").build({"n_blocks": 3}).apply(Net(), task())
 
 
+# digits-mlp (fc1 64→128, fc2 128→128, head 128→10 = 1290) at the defaults, from each paper's count:
+# LoRA-XS r²=16² per layer; NOLA 64+64 coefficients per layer; Compacter 2(d+m)+m+d per layer (d=128, m=16) + n³=4³
+RECIPE_TRAINABLE = {"lora_xs": 2 * 16 ** 2 + 1290, "nola": 2 * 128 + 1290, "compacter": 2 * (2 * 144 + 144) + 64 + 1290}
+
+
 @pytest.mark.parametrize("name", ["lora_xs", "nola", "compacter"])
 def test_runs_through_a_recipe(name):
     from leanfit.engine.recipe import Recipe
@@ -207,4 +212,5 @@ def test_runs_through_a_recipe(name):
                                      "optimizer": {"name": "adamw", "lr": 1e-2},
                                      "schedule": {"epochs": 1, "batch_size": 64}}), task=t)
     assert r.status == "complete" and r.metrics["accuracy"] > 0.5
+    assert r.costs["trainable_params"] == RECIPE_TRAINABLE[name]
     assert r.costs["trainable_params"] == registry.get("adapters", name).build({}).param_formula(t.build_model(0), t)

@@ -122,16 +122,28 @@ def test_structured_shrinks_shapes_and_runs(cnn, imp):
 
 
 def test_structured_magnitude_keeps_largest_norm_neurons(digits, trained_digits):
-    """fc1 → fc2 neurons: the kept fc1 rows must be those with the largest coupled L2 importance."""
+    """Coupled group L2 importance (DepGraph 2301.12900, torch-pruning's GroupMagnitudeImportance(p=2)), computed
+    here from the unpruned weights: neuron i of fc1 scores ‖W1[i,:]‖² + ‖W2[:,i]‖² (its row in fc1 and its column in
+    fc2, summed over the coupled layers; the library's mean over layers and mean-normalisation do not change the
+    ranking), and neuron j of fc2 scores ‖W2[j,:]‖² + ‖Wh[:,j]‖². At ratio 0.5 the 64 highest of each must survive,
+    in their original order, with their biases and the matching columns of the next layer."""
     m = copy.deepcopy(trained_digits)
-    w1, w2 = m.fc1.weight.detach().clone(), m.fc2.weight.detach().clone()
+    w1, b1 = trained_digits.fc1.weight.detach(), trained_digits.fc1.bias.detach()
+    w2, b2 = trained_digits.fc2.weight.detach(), trained_digits.fc2.bias.detach()
+    wh = trained_digits.head.weight.detach()
     structured.structured_prune(m, digits, 0.5, "magnitude")
-    kept_rows = {tuple(r.tolist()) for r in torch.round(m.fc1.weight.detach(), decimals=5)}
-    # torch-pruning's group magnitude: mean over the group's (normalised) squared L2 norms of row i of fc1 (+bias)
-    # and column i of fc2; we only check the weaker, independent property: kept rows are real rows of fc1.
-    assert all(tuple(r.tolist()) in {tuple(x.tolist()) for x in torch.round(w1, decimals=5)} for r in
-               torch.round(m.fc1.weight.detach(), decimals=5))
-    assert len(kept_rows) == 64 and m.fc2.weight.shape[1] == 64 and w2.shape[1] == 128
+    s1 = w1.pow(2).sum(1) + w2.pow(2).sum(0)
+    s2 = w2.pow(2).sum(1) + wh.pow(2).sum(0)
+    keep1 = torch.topk(s1, 64).indices.sort().values
+    keep2 = torch.topk(s2, 64).indices.sort().values
+    # the scores are well separated from float noise at the cut, so the expected sets are unambiguous
+    assert float(s1[keep1].min() - torch.topk(s1, 64, largest=False).values.max()) > 1e-5
+    assert float(s2[keep2].min() - torch.topk(s2, 64, largest=False).values.max()) > 1e-5
+    # the coupling matters: the fc1 row norms alone would pick a different set, so this checks the group importance
+    assert set(torch.topk(w1.pow(2).sum(1), 64).indices.tolist()) != set(keep1.tolist())
+    assert torch.equal(m.fc1.weight, w1[keep1]) and torch.equal(m.fc1.bias, b1[keep1])
+    assert torch.equal(m.fc2.weight, w2[keep2][:, keep1]) and torch.equal(m.fc2.bias, b2[keep2])
+    assert torch.equal(m.head.weight, wh[:, keep2]) and torch.equal(m.head.bias, trained_digits.head.bias)
 
 
 def test_activation_importance_is_mean_abs_input(digits, trained_digits):
@@ -231,7 +243,10 @@ def test_svd_compress_reports_ranks_from_shapes(trained_digits, digits):
     for name, r in rep["ranks"].items():
         mod = m.get_submodule(name)
         assert isinstance(mod, lowrank.LowRankLinear) and mod.down.weight.shape[0] == r == mod.up.weight.shape[1]
-    assert rep["layers_factorized"] >= 1
+    assert rep["layers_factorized"] == len(rep["ranks"]) >= 1
+    for name, r in rep["ranks"].items():  # the energy rule, from the singular values of the original weight
+        sv = torch.linalg.svdvals(trained_digits.get_submodule(name).weight.detach().double())
+        assert r == lowrank.energy_rank(sv, 0.5) < min(trained_digits.get_submodule(name).weight.shape)
     assert sum(p.numel() for p in m.parameters()) < sum(p.numel() for p in trained_digits.parameters())
 
 
@@ -257,7 +272,7 @@ def test_gptq_error_not_above_rtn_on_calibration(trained_digits, digits):
             qg, sg = quant.gptq_quantize(w, h, bits)
             qr, _ = quant.rtn_quantize(w, bits)
             err = lambda q: float(torch.einsum("oi,ij,oj->", w - q, h, w - q))  # noqa: E731  ∝ ‖(W−Q)X‖²
-            assert err(qg) <= err(qr)
+            assert err(qg) < 0.8 * err(qr)  # GPTQ's error compensation beats round-to-nearest (0.14–0.46× here)
             assert torch.allclose(torch.round(qg / sg), qg / sg, atol=1e-6)  # on the grid
             assert (torch.round(qg / sg).abs() <= 2 ** (bits - 1) - 1).all()
 

@@ -236,27 +236,73 @@ def run(opt, m, steps=3):
     return opt
 
 
-@pytest.mark.parametrize("name", ["adan", "lion", "adabelief", "adamp", "sgdp", "spam", "stablespam", "sgdsai",
-                                  "adafactor", "gravity", "prodigy", "schedulefreeadamw", "soap", "came"])
+def mlp_with_norm(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.ReLU(),
+                               torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+
+
+def reference_groups(model, weight_decay):
+    """Common practice, written out from the module types (not from leanfit's grouping): Linear weights decay;
+    Linear biases and LayerNorm weight/bias do not."""
+    lin = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    return [{"params": [m.weight for m in lin], "weight_decay": weight_decay},
+            {"params": [m.bias for m in lin] + [p for m in norms for p in (m.weight, m.bias)], "weight_decay": 0.0}]
+
+
+WRAPPED = ["adan", "lion", "adabelief", "adamp", "sgdp", "spam", "stablespam", "sgdsai", "adafactor", "gravity",
+           "prodigy", "schedulefreeadamw", "soap", "came"]
+
+
+@pytest.mark.parametrize("name", WRAPPED)
 def test_wrapper_equals_library_with_same_groups(name):
+    """Same trajectory as the library optimizer given the groups built above, with a non-zero weight decay (most
+    defaults are 0, which would hide a wrong grouping). Control: decaying every parameter gives another result."""
     from pytorch_optimizer import load_optimizer
 
-    from leanfit.methods.optim.standard import param_groups
-
-    m1, m2 = mlp(), mlp()
-    ours = run(build(name, {}, m1), m1)
     entry = registry.get("optim", name)
-    cfg = vars(entry.make_config({}))
-    kw = {k: v for k, v in cfg.items() if k != "weight_decay"}
-    groups = param_groups(list(m2.named_parameters()), cfg["weight_decay"]) if "weight_decay" in cfg \
-        else [{"params": list(m2.parameters())}]
-    ref = load_optimizer(name)(groups, **kw)
-    run(ref, m2)
+    has_wd = "weight_decay" in vars(entry.make_config({}))
+    params = {"weight_decay": 0.1} if has_wd else {}
+    kw = {k: v for k, v in vars(entry.make_config(params)).items() if k != "weight_decay"}
+    m1, m2 = mlp_with_norm(), mlp_with_norm()
+    run(build(name, params, m1), m1)
+    run(load_optimizer(name)(reference_groups(m2, 0.1) if has_wd else list(m2.parameters()), **kw), m2)
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
-    # biases get no weight decay when the optimizer has weight decay
-    if "weight_decay" in cfg:
-        assert all(g["weight_decay"] == 0.0 for g in ours.param_groups if all(p.ndim == 1 for p in g["params"]))
+    if has_wd:  # the grouping is visible in the result
+        m3 = mlp_with_norm()
+        run(load_optimizer(name)([{"params": list(m3.parameters()), "weight_decay": 0.1}], **kw), m3)
+        assert not all(torch.equal(a, b) for a, b in zip(m1.parameters(), m3.parameters()))
+
+
+# prodigy skips the whole step when every gradient is zero (its d-denominator is 0); soap's first step only sets
+# up its preconditioner, so it gets a second one
+DECAY_STEPS = {"soap": 2}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"] + [n for n in WRAPPED if n not in ("gravity", "prodigy")])
+def test_weight_decay_skips_biases_and_norms(name):
+    """With zero gradients a fresh optimizer's step is weight decay alone: the 1-D parameters (biases, LayerNorm
+    weight and bias) must be bit-for-bit unchanged and every 2-D weight must shrink."""
+    m = mlp_with_norm()
+    opt = build(name, {"weight_decay": 0.1, "lr": 0.01}, m)
+    before = [p.detach().clone() for p in m.parameters()]
+    for _ in range(DECAY_STEPS.get(name, 1)):
+        for p in m.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+    shapes = [p.ndim for p in m.parameters()]
+    assert shapes.count(1) == 5 and shapes.count(2) == 3
+    for p, b in zip(m.parameters(), before):
+        if p.ndim == 1:
+            assert torch.equal(p.detach(), b), f"{name} decayed a 1-D parameter"
+        else:
+            assert float(p.detach().norm()) < float(b.norm()) * (1 - 1e-5), f"{name} did not decay a 2-D weight"
+    if name in ("sgd", "adamw"):  # torch's decay on the weights: exactly p ← (1 − lr·wd) p
+        for p, b in zip(m.parameters(), before):
+            if p.ndim == 2:
+                assert torch.allclose(p.detach(), b * (1 - 0.01 * 0.1), rtol=1e-6, atol=0)
 
 
 def test_galore_and_fira_project_2d_weights():

@@ -29,9 +29,12 @@ def test_html_is_self_contained_and_has_every_section(tmp_path):
                    profiles=performance_profiles(runs))
     text = p.read_text()
     assert "<script src=" not in text  # plotly.js inlined: opens offline
-    assert text.count("Plotly.newPlot") == 5  # 2 tasks × (frontier + curves) + profiles
-    assert len(re.findall(r'id="leanfit-plot-\d"', text)) == 5
+    assert text.count("Plotly.newPlot") == 7  # 2 tasks × (frontier + curves + every objective) + profiles
+    assert len(re.findall(r'id="leanfit-plot-\d"', text)) == 7
     assert "stopped (successive halving)" in text and "Pareto frontier" in text and "performance profiles" in text
+    assert text.count(": every objective</h2>") == 2 and "all 8 trials" in text  # every objective; every trial listed
+    legends = re.findall(r'"name":"([^"]+) \(complete\)"', text)
+    assert len(legends) == len(set(legends))  # one legend entry per trial (ids keep same-label trials apart)
 
 
 CHROMIUM = next((shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)

@@ -140,7 +140,8 @@ def test_dedupe_and_overlap_helpers_count_what_they_drop():
 
 def test_bbc_has_no_article_in_two_splits_and_reports_its_duplicates():
     from leanfit.tasks.splits import SplitReport, dedupe, normalise
-    from leanfit.tasks.text import bbc_news, make_splits
+    from leanfit.tasks.corpora import bbc_news
+    from leanfit.tasks.splits import make_splits
 
     texts, y, _ = bbc_news()
     assert len(texts) - len({normalise(x) for x in texts}) == 101  # the corpus' exact duplicates
@@ -166,3 +167,35 @@ def test_user_files_overlap_is_dropped_from_test_and_eval_key_says_what_to_use(t
     assert t.n_test == 10 and "10 test rows also in train or validation dropped" in t.description
     with pytest.raises(ConfigError, match="'eval' was split in two.*Fix: use test:"):
         build_task("text-file", train=str(train), eval=str(test))
+
+
+def test_a_user_task_is_named_by_its_data(tmp_path):
+    from leanfit.tasks.splits import data_name
+
+    a, b = tmp_path / "sms.csv", tmp_path / "news.csv"
+    a.write_text("text,label\nhi,0\n")
+    b.write_text("text,label\nhello,1\n")
+    assert data_name("text-file", str(a)).startswith("text-file:sms-")
+    assert data_name("text-file", str(a)) != data_name("text-file", str(b))
+    c = tmp_path / "sms2.csv"
+    c.write_text("text,label\nhi,0\n")
+    assert data_name("text-file", str(a)).split("-")[-1] == data_name("text-file", str(c)).split("-")[-1]
+
+
+@needs_minilm
+def test_tokenised_data_is_cached_on_disk_and_reused(tmp_path, monkeypatch):
+    from leanfit.tasks.text import _tokenizer, minilm_dir, tokenise_cached
+
+    monkeypatch.setenv("LEANFIT_CACHE", str(tmp_path))
+    tok = _tokenizer(str(minilm_dir()))
+    a = tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 16)
+    files = list((tmp_path / "tokens").glob("*.safetensors"))
+    assert len(files) == 1
+    calls = []
+    monkeypatch.setattr(type(tok), "__call__", lambda self, *a, **k: calls.append(1))
+    b = tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 16)
+    assert not calls and all(torch.equal(a[k], b[k]) for k in a)  # read back, not tokenised again
+    monkeypatch.undo()
+    monkeypatch.setenv("LEANFIT_CACHE", str(tmp_path))
+    tokenise_cached(tok, str(minilm_dir()), ["one text", "another text"], 32)  # another max_length: another entry
+    assert len(list((tmp_path / "tokens").glob("*.safetensors"))) == 2

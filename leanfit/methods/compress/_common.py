@@ -13,11 +13,21 @@ from ...engine.task import is_head
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
+def tied_to_embedding(model: nn.Module) -> set[str]:
+    """Names of layers whose weight is an embedding table's (a language model's tied output projection):
+    compressing them would change the input embeddings too, so compressors leave them alone."""
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return {n for n, m in model.named_modules()
+            if not isinstance(m, nn.Embedding) and id(getattr(m, "weight", None)) in tables}
+
+
 def target_layers(model: nn.Module, head: tuple[str, ...] = (), kinds: tuple[type, ...] = PRUNABLE,
                   include_head: bool = False) -> list[tuple[str, nn.Module]]:
-    """(name, module) of the weight layers a compressor acts on; the task head is skipped unless asked."""
+    """(name, module) of the weight layers a compressor acts on; the task head and tied output embeddings are
+    skipped unless asked."""
+    tied = tied_to_embedding(model)
     return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, kinds) and (include_head or not is_head(n, head))]
+            if isinstance(m, kinds) and n not in tied and (include_head or not is_head(n, head))]
 
 
 def check_removed_fraction(field: str, value: float, allow_zero: bool = True) -> None:

@@ -25,9 +25,8 @@ from torch import nn
 
 from ...engine.errors import check
 from ...engine.registry import register
-from ...engine.task import is_head
 from ..base import Compressor
-from ._common import calibration_batches, require_task
+from ._common import calibration_batches, require_task, target_layers
 
 
 def quant_grid(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -81,8 +80,7 @@ def _mark(m: nn.Linear, q: torch.Tensor, scale: torch.Tensor, bits: int) -> None
 
 
 def _linears(model: nn.Module, head: tuple[str, ...], include_head: bool) -> list[tuple[str, nn.Linear]]:
-    return [(n, m) for n, m in model.named_modules()
-            if type(m) is nn.Linear and (include_head or not is_head(n, head))]
+    return [(n, m) for n, m in target_layers(model, head, (nn.Linear,), include_head) if type(m) is nn.Linear]
 
 
 @torch.no_grad()

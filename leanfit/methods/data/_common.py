@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ...engine.callbacks import Callback, TrainState
-from ...engine.errors import check, check_fraction
+from ...engine.errors import ConfigError, check, check_fraction
 from ...engine.meters import count_flops
 from ..base import DataSelector, trainable_named_parameters
 
@@ -89,6 +89,16 @@ class ScoringMeter:
         state.data_report["scoring"] = {"method": method, "flops": self.flops, "wall_time_s": wall}
 
 
+def require_classes(state: TrainState, method: str) -> torch.Tensor:
+    """The train labels as class ids, for methods defined on classifiers (error norms, forgetting events, class
+    balance); a named error on other task kinds (a language model's labels are tokens, not classes)."""
+    if state.task.kind != "classification":
+        raise ConfigError(f"data.{method} needs class labels, but task {state.task.name!r} is a {state.task.kind} "
+                          "task. Fix: use rs2, random, loss_filter, color_filter or s2l (they score with the task's "
+                          "own loss).")
+    return state.task.train["labels"]
+
+
 def check_proxy(epochs: int, lr: float, batch_size: int, prefix: str = "proxy_") -> None:
     check(isinstance(epochs, int) and epochs >= 1, f"{prefix}epochs", epochs, "an integer ≥ 1")
     check(isinstance(lr, (int, float)) and lr > 0, f"{prefix}lr", lr, "a number > 0")
@@ -112,6 +122,21 @@ def forward_rows(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, 
             out.append(meter.run("fwd", b, lambda: state.task.forward(model, b)))
     model.train(was)
     return torch.cat(out)
+
+
+def loss_rows(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, meter: ScoringMeter,
+              batch_size: int | None = None) -> torch.Tensor:
+    """The task's per-row loss [len(rows)] of ``model`` on train ``rows`` (eval mode, no grad), FLOPs metered:
+    cross-entropy for a classifier, the mean completion-token loss for a language model."""
+    was = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for idx in rows.split(batch_size or state.task.eval_batch_size):
+            b = state.task.batch("train", idx)
+            out.append(meter.run("loss", b, lambda: state.task.per_sample_loss(state.task.forward(model, b), b)))
+    model.train(was)
+    return torch.cat(out).float()
 
 
 def train_epochs(state: TrainState, model: torch.nn.Module, rows: torch.Tensor, epochs: int, lr: float,

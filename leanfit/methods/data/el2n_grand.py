@@ -30,7 +30,7 @@ from ...engine.callbacks import TrainState
 from ...engine.errors import check
 from ...engine.registry import register
 from ..base import trainable_named_parameters
-from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_rows_fraction, check_proxy, copy_model,
+from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_rows_fraction, check_proxy, copy_model, require_classes,
                       forward_rows, keep_count, train_epochs)
 
 
@@ -138,6 +138,7 @@ class _ScoreSelector(SubsetSelector):
 
     def scores(self, state: TrainState) -> torch.Tensor:
         c, n = self.config, state.task.n_train
+        require_classes(state, self.name)
         meter, rows, total = ScoringMeter(), torch.arange(n), torch.zeros(n)
         g = torch.Generator().manual_seed(state.seed + 7919)
         for r in range(c.runs):

@@ -18,7 +18,7 @@ import torch
 from ...engine.callbacks import TrainState
 from ...engine.errors import check
 from ...engine.registry import register
-from ._common import ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, keep_count, train_epochs
+from ._common import ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, require_classes, keep_count, train_epochs
 
 
 def forgetting_counts(correct: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ class Forgetting(SubsetSelector):
         meter, proxy = ScoringMeter(), copy_model(state)
         correct = torch.zeros(c.score_epochs, n, dtype=torch.bool)
         epoch = [0]
-        labels = state.task.train["labels"]
+        labels = require_classes(state, "forgetting")
 
         def after_batch(idx, per, logits):
             correct[epoch[0], idx] = logits.argmax(-1) == labels[idx]

@@ -29,7 +29,7 @@ from ...engine.callbacks import TrainState
 from ...engine.errors import check
 from ...engine.registry import register
 from ..base import DataSelector
-from ._common import check_rows_fraction, keep_count, replan_steps
+from ._common import check_rows_fraction, keep_count, replan_steps, require_classes
 
 
 def class_counts(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -97,6 +97,7 @@ class UpsampleConfig:
           "replacement)", paper="Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets (2410.04579)",
           fraction=True, unique_rows=False)
 class Upsample(DataSelector):
+    name = "upsample"
     def temperature(self, state: TrainState) -> float:
         return self.config.temperature
 
@@ -107,7 +108,7 @@ class Upsample(DataSelector):
     def on_epoch_start(self, state: TrainState) -> None:
         t = self.temperature(state)
         state.data_report.setdefault("temperature", []).append(t)
-        state.epoch_indices = upsample_indices(state.task.train["labels"], t, self.size, state.generator,
+        state.epoch_indices = upsample_indices(require_classes(state, self.name), t, self.size, state.generator,
                                                state.task.num_classes)
 
 
@@ -122,8 +123,9 @@ class UpweightConfig:
 @register("data", "upweight", UpweightConfig, "scalarization: natural sampling, minority-class losses upweighted",
           paper="Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets (2410.04579)")
 class Upweight(DataSelector):
+    name = "upweight"
     def on_fit_start(self, state: TrainState) -> None:
-        state.sample_weights = upweight_weights(state.task.train["labels"], self.config.temperature,
+        state.sample_weights = upweight_weights(require_classes(state, self.name), self.config.temperature,
                                                 state.task.num_classes)
 
 
@@ -146,6 +148,7 @@ class CooldownConfig:
           paper="Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets (2410.04579)",
           fraction=True, unique_rows=False)
 class Cooldown(Upsample):
+    name = "cooldown"
     def temperature(self, state: TrainState) -> float:
         c = self.config
         return cooldown_temperature(state.epoch, state.epochs, c.t_start, c.t_end, c.hold)
@@ -163,7 +166,8 @@ class ClassBalancedConfig:
 @register("data", "class_balanced", ClassBalancedConfig, "loss weights from the effective number of samples per class",
           paper="Class-Balanced Loss Based on Effective Number of Samples (1901.05555)")
 class ClassBalanced(DataSelector):
+    name = "class_balanced"
     def on_fit_start(self, state: TrainState) -> None:
-        labels = state.task.train["labels"]
+        labels = require_classes(state, self.name)
         w = class_balanced_weights(class_counts(labels, state.task.num_classes), self.config.beta)
         state.sample_weights = w[labels].float()

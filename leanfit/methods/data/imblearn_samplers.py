@@ -21,7 +21,7 @@ from ...engine.callbacks import TrainState
 from ...engine.errors import ConfigError, check, require
 from ...engine.registry import register
 from ..base import DataSelector
-from ._common import replan_steps
+from ._common import replan_steps, require_classes
 
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
 
@@ -75,7 +75,7 @@ class _Resample(DataSelector):
     kind = "over"
 
     def on_fit_start(self, state: TrainState) -> None:
-        self.rows = resample_indices(state.task.train["labels"], self.kind, self.config.sampling_strategy, state.seed)
+        self.rows = resample_indices(require_classes(state, self.kind), self.kind, self.config.sampling_strategy, state.seed)
         state.data_report["kept_rows"] = int(len(self.rows))
         replan_steps(state, len(self.rows))
 

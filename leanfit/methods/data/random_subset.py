@@ -72,6 +72,7 @@ class RS2Config:
 class RS2(DataSelector):
     def on_fit_start(self, state: TrainState) -> None:
         self.plan = rs2_schedule(state.task.n_train, self.config.fraction, state.epochs, state.generator)
+        state.data_report["kept_rows"] = len(self.plan[0])  # per epoch (a fresh subset each epoch)
         replan_steps(state, len(self.plan[0]))
 
     def on_epoch_start(self, state: TrainState) -> None:

@@ -20,12 +20,11 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ...engine.callbacks import TrainState
 from ...engine.errors import check
 from ...engine.registry import register
-from ._common import (ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, forward_rows,
+from ._common import (ScoringMeter, SubsetSelector, check_rows_fraction, check_proxy, copy_model, loss_rows,
                       keep_count, train_epochs)
 
 BANDS = ("low", "medium", "high")
@@ -45,8 +44,9 @@ def color_scores(loss_prior: torch.Tensor, loss_cond: torch.Tensor) -> torch.Ten
 
 
 def _losses(state: TrainState, model, rows: torch.Tensor, meter: ScoringMeter) -> torch.Tensor:
-    logits = forward_rows(state, model, rows, meter)
-    return F.cross_entropy(logits, state.task.train["labels"][rows], reduction="none")
+    """Per-row reference loss: log-perplexity of the completion for a language model, cross-entropy for a
+    classifier (the task's own loss)."""
+    return loss_rows(state, model, rows, meter)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ...engine.callbacks import TrainState
 from ...engine.errors import check
 from ...engine.registry import register
 from ._common import (ScoringMeter, SubsetSelector, allocate_across_strata, check_rows_fraction, check_proxy, copy_model,
-                      forward_rows, keep_count, train_epochs)
+                      loss_rows, keep_count, train_epochs)
 
 
 def cluster_trajectories(traj: torch.Tensor, clusters: int, seed: int) -> torch.Tensor:
@@ -57,10 +56,9 @@ class S2L(SubsetSelector):
         c, n = self.config, state.task.n_train
         meter, proxy, rows = ScoringMeter(), copy_model(state), torch.arange(n)
         cols: list[torch.Tensor] = []
-        labels = state.task.train["labels"]
 
         def after_epoch(e):
-            cols.append(F.cross_entropy(forward_rows(state, proxy, rows, meter), labels, reduction="none"))
+            cols.append(loss_rows(state, proxy, rows, meter))
 
         train_epochs(state, proxy, rows, c.proxy_epochs, c.proxy_lr, c.proxy_batch_size, meter,
                      torch.Generator().manual_seed(state.seed + 49979687), after_epoch)
