@@ -184,15 +184,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="mnist1d,minilm")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--fresh", action="store_true",
+                    help="do not keep the other model's entry from an existing compress.json (e.g. an older protocol)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out_path = RESULTS / "compress.json"
     res = {}
-    if out_path.exists():  # keep the other model's results when re-running one
+    if out_path.exists() and not args.fresh:  # keep the other model's results when re-running one
         import json
 
         res = json.loads(out_path.read_text()).get("results", {}).get("models", {})
     run = {"rounds": args.rounds, "latency_batch": 32, "threads": 1, "cnn_recipe": CNN_RECIPE, "bert_recipe": BERT_RECIPE,
+           "models_run": args.models,
            "accuracy": "accuracy = validation, test_accuracy = test (both measured for every model); choices "
                        "(LASER rank, which settings meet the target) use validation only"}
     if "mnist1d" in args.models:

@@ -78,7 +78,9 @@ def part1():
             curves[f"{arch} w={w} aligned"] = after
             print(arch, w, row["before"]["midpoint_loss_barrier"], "->", row["after"]["midpoint_loss_barrier"], flush=True)
     sel = {k: v for k, v in curves.items() if ("w=512" in k or "w=64" in k)}
-    R.plot_curves(sel, str(RESULTS / "merge_barrier.png"), "mnist1d: linear path between two seeds")
+    from leanfit.report.plots import plot_curves
+
+    plot_curves(sel, str(RESULTS / "merge_barrier.png"), "mnist1d: linear path between two seeds")
     return out
 
 

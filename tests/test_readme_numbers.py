@@ -25,8 +25,10 @@ SECTIONS = ("## Methods and what they did here", "## Searching, and scaling out"
 MARKER = re.compile(r"<!-- table:(?P<name>[\w-]+) sources:(?P<sources>[\w.,-]+) -->")
 # a number as tables print it: sign (ASCII or U+2212), digits with thousands commas, decimals, exponent, suffix
 NUMBER = re.compile(r"(?<![\w.])(?P<sign>[−+-]?)(?P<int>\d[\d,]*)(?P<frac>\.\d+)?(?P<exp>e[+−-]?\d+)?"
-                    r"(?P<suffix>KiB|MiB|GiB|k|M|G|T|%|×)?(?![\w.])")
-SUFFIX = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KiB": 1024.0, "MiB": 1024.0 ** 2, "GiB": 1024.0 ** 3}
+                    r"(?P<suffix>KiB|MiB|GiB|k|M|G|T|%|×| ?ms)?(?![\w.])")
+SUFFIX = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KiB": 1024.0, "MiB": 1024.0 ** 2, "GiB": 1024.0 ** 3,
+          "ms": 1e-3}  # milliseconds shown for a JSON value in seconds
+THRESHOLD = re.compile(r"[<>≤≥]\s*[\d.]+")  # a stated target ("≤ 1.03", "< 0.5 s") is a criterion, not a result
 SCALES = (1.0, 100.0)  # 100: fractions shown as percent or accuracy points
 
 
@@ -65,6 +67,7 @@ def numbers_in(cell: str) -> list[tuple[float, float, float]]:
     """(value, half-unit of the last shown digit, suffix multiplier) for each number in a table cell."""
     cell = re.sub(r"`[^`]*`", lambda m: re.sub(r"\d", "", m.group(0)), cell)  # code names (`share_lora`) hold no data
     cell = re.sub(r"\[[^\]]*\]\([^)]*\)", "", cell)  # links
+    cell = THRESHOLD.sub("", cell)
     out = []
     for m in NUMBER.finditer(cell):
         digits = m["int"].replace(",", "") + (m["frac"] or "")
@@ -76,7 +79,7 @@ def numbers_in(cell: str) -> list[tuple[float, float, float]]:
             value, half = value * 10 ** e, half * 10 ** e
         if m["sign"] in ("−", "-"):
             value = -value
-        out.append((value, half, SUFFIX.get(m["suffix"] or "", 1.0)))
+        out.append((value, half, SUFFIX.get((m["suffix"] or "").strip(), 1.0)))
     return out
 
 
@@ -146,11 +149,11 @@ def test_every_readme_table_number_is_in_the_results_json():
 
 def test_a_planted_wrong_number_fails():
     readme = README.read_text()
-    i = readme.index("<!-- table:adapters ")
-    row_start = readme.index("\n| `lora` r=8 |", i) + 1
+    i = readme.index("<!-- table:optim ")
+    row_start = readme.index("\n| adamw |", i) + 1
     row_end = readme.index("\n", row_start)
     row = readme[row_start:row_end]
-    planted = row.replace(" | ", " | 12.3 | ", 1)  # a made-up accuracy in the first data column
+    planted = row.replace(" | ", " | 98.7654 | ", 1)  # a made-up number in the first data column
     assert unmatched(readme.replace(row, planted))
     assert unmatched(readme.replace("<!-- table:search ", "<!-- tabl:search ", 1))  # a table without its marker
 
@@ -166,7 +169,9 @@ def test_tables_match_a_fresh_regeneration():
 
 @pytest.mark.parametrize("cell,expected", [("93.0", [(93.0, 0.05, 1.0)]), ("75.7k", [(75.7, 0.05, 1e3)]),
                                            ("−0.7 pts", [(-0.7, 0.05, 1.0)]), ("1.34e+12", [(1.34e12, 0.005e12, 1.0)]),
-                                           ("`lora_xs` (ours)", []), ("3.2–3.7", [(3.2, 0.05, 1.0), (3.7, 0.05, 1.0)])])
+                                           ("`lora_xs` (ours)", []), ("3.2–3.7", [(3.2, 0.05, 1.0), (3.7, 0.05, 1.0)]),
+                                           ("(2.1 ms step)", [(2.1, 0.05, 1e-3)]), ("≤ 1.03: met", []),
+                                           ("< 0.5 s: met", [])])
 def test_number_parsing(cell, expected):
     got = numbers_in(cell)
     assert len(got) == len(expected)
