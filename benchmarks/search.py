@@ -5,7 +5,13 @@ On digits-mlp and mnist1d-cnn, a grid of 48 recipes (adapter × optimizer+lr × 
 axis a categorical over the grid's values, so the grid covers the space) and we count the train FLOPs it spends
 until it first completes a recipe within 0.5 accuracy points of the grid's best at ≤ the grid-best's train FLOPs.
 Methods: random search; multi-objective TPE (accuracy ↑, train FLOPs ↓); TPE + our successive-halving
-TrialStopper (rungs on train samples). 5 search seeds each; medians reported.
+TrialStopper (rungs on train samples). 5 search seeds each; reported: how many seeds reached the target (k of 5),
+the median share of grid FLOPs over all seeds (a seed that never reached it counts as ∞) and over the seeds that
+did.
+
+Everything that chooses uses VALIDATION accuracy (issue 13): the grid's best, the target, the searches' objective and
+the stopper's rungs. Test accuracy is read once per completed grid run (run_recipe) and only reported: the grid
+best's and each found recipe's.
 
 Searches *replay* the cached grid runs instead of retraining: a trial's recipe is looked up by id and its stored
 learning curve is fed eval by eval through the real TrialStopper; a stopped trial is charged the FLOPs up to the
@@ -46,6 +52,7 @@ SEEDS = (0, 1, 2, 3, 4)
 TOL = 0.005  # 0.5 accuracy points
 MAX_TRIALS = 150
 BATCH = 32
+GRID_SCHEMA = 2  # 2: RunResults with validation metrics + test_metrics (issue 13); older caches are re-run
 
 
 def space_for(task: str) -> dict[str, Any]:
@@ -70,7 +77,8 @@ def run_grid(task: str) -> dict[str, Any]:
     points = space.grid()
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("space") == space_for(task) and len(cached["runs"]) == len(points):
+        if (cached.get("space") == space_for(task) and len(cached["runs"]) == len(points)
+                and cached.get("schema") == GRID_SCHEMA):
             print(f"{task}: using cached grid {path.name}")
             return cached
     runs = {}
@@ -78,8 +86,10 @@ def run_grid(task: str) -> dict[str, Any]:
     for i, p in enumerate(points):
         r = run_recipe(space.recipe(p))
         runs[r.recipe_id] = r.to_dict()
-        print(f"{task} grid {i + 1}/{len(points)}: {r.label:16s} {p} acc {100 * r.accuracy:.1f}%", flush=True)
-    out = {"task": task, "space": space_for(task), "runs": runs, "seconds": time.time() - t0, "env": environment()}
+        print(f"{task} grid {i + 1}/{len(points)}: {r.label:16s} {p} val {100 * r.accuracy:.1f}% "
+              f"test {100 * r.test_accuracy:.1f}%", flush=True)
+    out = {"task": task, "schema": GRID_SCHEMA, "space": space_for(task), "runs": runs, "seconds": time.time() - t0,
+           "env": environment()}
     path.write_text(json.dumps(out, indent=1, default=str))
     return out
 
@@ -97,11 +107,12 @@ def replay(cache: dict[str, Any]):
                 for cb in callbacks:
                     cb.on_fit_end(st)
             st.step, st.samples_seen, st.flops = point["step"], point["samples"], point["flops"]
-            st.metrics = {"accuracy": point["accuracy"], "eval_loss": point.get("eval_loss", 0.0)}
+            st.metrics = {k: point[k] for k in ("accuracy", "eval_loss", "macro_f1") if k in point}  # validation
             for cb in callbacks:
                 cb.on_eval(st)
             if st.pruned:
                 r.status, r.curve, r.metrics = "pruned", r.curve[: i + 1], dict(st.metrics)
+                r.test_metrics = {}  # a stopped run is never scored on test
                 r.costs.update(train_flops=point["flops"], samples_seen=point["samples"], steps=point["step"],
                                wall_time_s=point["wall_time_s"])
                 r.extra["stop_reason"] = st.stop_reason
@@ -130,7 +141,8 @@ def search(task: str, grid: dict[str, Any], method: str, seed: int, target: tupl
             wall += r.costs["wall_time_s"]
         if state == "complete" and r.accuracy >= target[0] and r.costs["train_flops"] <= target[1]:
             return {"found": True, "trials": n, "flops": flops, "wall_s": wall, "recipe": r.recipe,
-                    "accuracy": r.accuracy, "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+                    "accuracy": r.accuracy, "test_accuracy": r.test_accuracy,
+                    "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
     return {"found": False, "trials": MAX_TRIALS, "flops": math.inf, "wall_s": math.inf}
 
 
@@ -158,6 +170,8 @@ def main() -> None:
                                         "max_trials": MAX_TRIALS, "batch_size": BATCH,
                                         "objectives": ["accuracy", "train_flops"],
                                         "methods": ["random", "tpe", "tpe+sh"],
+                                        "selection": "validation (grid best, target, objectives, stopper rungs); "
+                                                     "test reported only",
                                         "note": "searches replay the cached exhaustive grid (the grid covers the "
                                                 "space: every axis is categorical over the grid values); a stopped "
                                                 "trial is charged the FLOPs up to where it stopped"},
@@ -172,22 +186,37 @@ def main() -> None:
         total_wall = sum(r.costs["wall_time_s"] for r in runs)
         hits = [r for r in done if r.accuracy >= target[0] and r.costs["train_flops"] <= target[1]]
         t = {"grid_size": len(runs), "grid_flops": total, "grid_wall_s": total_wall, "best": {
-            "recipe": best.recipe, "accuracy": best.accuracy, "train_flops": best.costs["train_flops"]},
+            "recipe": best.recipe, "label": best.label, "accuracy": best.accuracy,
+            "test_accuracy": best.test_accuracy, "train_flops": best.costs["train_flops"]},
+             "selection": "grid best = highest validation accuracy (ties: fewer train FLOPs); target = validation "
+                          "accuracy ≥ best − 0.5 pts at ≤ its train FLOPs; test read once per completed run, reported",
+             "target_validation_accuracy": target[0],
              "recipes_meeting_target": len(hits), "space": grid["space"], "stopper": stopper_for(task),
              "replay_check": check_replay(task, grid), "methods": {}}
         for method in ("random", "tpe", "tpe+sh"):
             per_seed = [search(task, grid, method, s, target) for s in SEEDS]
             frac = [p["flops"] / total for p in per_seed]
+            hit = [p for p in per_seed if p["found"]]
+            hf = [p["flops"] / total for p in hit]
+            tests = [p["test_accuracy"] for p in hit]
             t["methods"][method] = {
-                "median_fraction_of_grid_flops": statistics.median(frac),
+                "found": len(hit), "seeds": len(SEEDS),
+                "median_fraction_of_grid_flops": statistics.median(frac),  # a seed that never found it counts as ∞
+                "median_fraction_of_grid_flops_found": statistics.median(hf) if hf else math.inf,
+                "mean_fraction_of_grid_flops_found": statistics.fmean(hf) if hf else math.inf,
+                "std_fraction_of_grid_flops_found": statistics.stdev(hf) if len(hf) > 1 else 0.0,
                 "median_fraction_of_grid_wall": statistics.median(p["wall_s"] / total_wall for p in per_seed),
                 "median_trials": statistics.median(p["trials"] for p in per_seed),
-                "found": sum(p["found"] for p in per_seed), "per_seed": per_seed}
+                "found_test_accuracy_mean": statistics.fmean(tests) if tests else None,
+                "found_test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                "per_seed": per_seed}
             m = t["methods"][method]
-            print(f"{task:12s} {method:7s}: median {100 * m['median_fraction_of_grid_flops']:.1f}% of grid FLOPs, "
-                  f"{m['median_trials']} trials, found {m['found']}/{len(SEEDS)}", flush=True)
+            print(f"{task:12s} {method:7s}: found {m['found']}/{len(SEEDS)}, median {100 * m['median_fraction_of_grid_flops']:.1f}% "
+                  f"of grid FLOPs ({100 * m['median_fraction_of_grid_flops_found']:.1f}% over found), "
+                  f"{m['median_trials']} trials", flush=True)
         out["tasks"][task] = t
-        print(f"{task}: best {best.label} {100 * best.accuracy:.2f}%; {len(hits)}/{len(runs)} recipes meet the "
+        print(f"{task}: best {best.label} val {100 * best.accuracy:.2f}% test {100 * best.test_accuracy:.2f}%; "
+              f"{len(hits)}/{len(runs)} recipes meet the "
               f"target; replay check {t['replay_check']['identical']}")
     (RESULTS / "search.json").write_text(json.dumps(out, indent=1, default=str))
     print(f"wrote {RESULTS / 'search.json'}")
