@@ -45,12 +45,14 @@ def register(app: typer.Typer) -> None:
             out: Optional[Path] = typer.Option(None, help="Also write the RunResult JSON here.")) -> None:
         """Run one recipe, print its costs, and store the RunResult."""
         from ..engine.recipe import Recipe
+
+        r = Recipe.load(recipe)  # every name and parameter checked before the heavy imports below
+
         from ..engine.run import run_recipe
         from ..engine.store import save_run
         from ..report.progress import ProgressBar
         from ..report.table import print_results
 
-        r = Recipe.load(recipe)
         with ProgressBar(r.label) as bar:
             result = run_recipe(r, callbacks=[bar])
         num = save_run(result, storage)

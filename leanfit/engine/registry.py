@@ -82,6 +82,7 @@ class Entry:
 
 _REGISTRY: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
 _LOADED: set[str] = set()
+_DEFERRED: dict[str, list[Callable[[], None]]] = {k: [] for k in KINDS}
 
 
 def _check_kind(axis: str) -> None:
@@ -116,6 +117,19 @@ def add(entry: Entry) -> None:
     table[entry.name] = entry
 
 
+def defer(axis: str, loader: Callable[[], None]) -> None:
+    """Register a library's catch-all entries only when needed: ``loader()`` runs the first time a look-up misses
+    leanfit's own entries of the axis, or the axis is listed. A recipe naming one of ours (e.g. adamw) never pays
+    for importing the library (pytorch-optimizer takes seconds to import)."""
+    _check_kind(axis)
+    _DEFERRED[axis].append(loader)
+
+
+def _run_deferred(axis: str) -> None:
+    while _DEFERRED[axis]:
+        _DEFERRED[axis].pop(0)()
+
+
 def is_registered(axis: str, name: str) -> bool:
     _check_kind(axis)
     return name in _REGISTRY[axis]
@@ -135,6 +149,8 @@ def _load(axis: str) -> None:
 def get(axis: str, name: str) -> Entry:
     _check_kind(axis)
     _load(axis)
+    if name not in _REGISTRY[axis]:
+        _run_deferred(axis)
     try:
         return _REGISTRY[axis][name]
     except KeyError:
@@ -149,6 +165,7 @@ def list_methods(axis: str | None = None) -> list[Entry]:
     for a in axes:
         _check_kind(a)
         _load(a)
+        _run_deferred(a)
         out.extend(sorted(_REGISTRY[a].values(), key=lambda e: e.name))
     return out
 

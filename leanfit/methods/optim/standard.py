@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ...engine.errors import check
-from ...engine.registry import Capabilities, Entry, add, register, signature_config
+from ...engine.registry import Capabilities, Entry, add, defer, register, signature_config
 from ..base import OptimMethod
 
 
@@ -230,4 +230,4 @@ def _register_library() -> None:
                   f"pytorch-optimizer: {doc}", capabilities=caps))
 
 
-_register_library()
+defer("optim", _register_library)  # imported only when a name is not one of ours
