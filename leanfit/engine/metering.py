@@ -66,6 +66,7 @@ class StepMeter:
         model = self.model
         rng = torch.get_rng_state()
         buffers = {n: b.clone() for n, b in model.named_buffers()}  # e.g. BatchNorm running stats
+        modes = [(m, m.training) for m in model.modules()]  # e.g. a frozen prefix the Trainer keeps in eval mode
         try:
             model.train()
             if self.forward_passes:
@@ -89,3 +90,5 @@ class StepMeter:
                 for n, b in buffers.items():
                     named[n].copy_(b)
             torch.set_rng_state(rng)
+            for m, training in modes:
+                m.training = training

@@ -89,7 +89,8 @@ class Trainer:
                 s.epoch_indices = self._epoch_order()  # selectors may replace it
                 self._emit("on_epoch_start")
                 if sch.group_by_length:
-                    s.epoch_indices = length_grouped(s.epoch_indices, self.task.lengths("train"), sch.batch_size)
+                    s.epoch_indices = length_grouped(s.epoch_indices, self.task.lengths("train"),
+                                                     sch.batch_size * sch.grad_accum, s.generator)
                 for idx in s.epoch_indices.split(sch.batch_size * sch.grad_accum):
                     self._step(idx, clock)
                     if self._budget_spent() or s.should_stop:

@@ -79,3 +79,18 @@ def test_library_optimizer_params_validated_against_signature():
         e.make_config({"momentum": 0.9})
     with pytest.raises(ConfigError, match=r"lr must be > 0, but got -1"):
         e.make_config({"lr": -1})
+
+
+def test_library_optimizers_registered_only_when_a_name_is_not_ours():
+    """issue 17: a recipe with adamw must not pay for importing pytorch-optimizer (seconds); a library name, a
+    typo's suggestions and listing still see every entry."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from leanfit.engine import registry\n"
+            "assert registry.get('optim', 'adamw').capabilities.via == ''\n"
+            "assert 'pytorch_optimizer' not in sys.modules, 'imported for adamw'\n"
+            "assert registry.get('optim', 'adan').capabilities.via == 'pytorch-optimizer'\n"
+            "assert registry.get('optim', 'sgd').capabilities.via == ''\n"
+            "assert len(registry.list_methods('optim')) > 100\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
