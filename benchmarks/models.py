@@ -419,7 +419,13 @@ def goals(res: dict) -> list[str]:
             continue
         out.append(f"- `predict` within 1.1× of plain transformers ({base}) on {t['model']}: "
                    f"**{'met' if t[ratio] <= 1.1 else 'not met'}** ({t[base]['rows_per_s']:.1f} vs "
-                   f"{t['leanfit']['rows_per_s']:.1f} rows/s, {t[ratio]:.2f}×).")
+                   f"{t['leanfit']['rows_per_s']:.1f} rows/s, {t[ratio]:.2f}×)"
+                   + (f"; same labels: {'yes' if t['same_labels'] else 'no'}." if "same_labels" in t else
+                      f"; same generations {t['same_generations']}/{t['rows']}."))
+        if "leanfit_with_label_ranking" in t:
+            out.append(f"  With the label (a task with choices: `predict` also ranks the task's "
+                       f"choices, one forward per prompt and choice) it is {t['ratio_with_label_ranking_vs_pipeline']:.1f}× "
+                       "slower than the pipeline's generation alone: **not met** for that path, which does more work.")
     fp32 = [p for p in res["parity"] if "error" not in p and "int8" not in p["method"]]
     worst = max((p["max_abs_diff_export"] for p in fp32), default=math.nan)
     out.append(f"- Export parity within 1e-5 (fp32; GPTQ exported as its dequantized weights): "
