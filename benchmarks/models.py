@@ -426,6 +426,14 @@ def goals(res: dict) -> list[str]:
             out.append(f"  With the label (a task with choices: `predict` also ranks the task's "
                        f"choices, one forward per prompt and choice) it is {t['ratio_with_label_ranking_vs_pipeline']:.1f}× "
                        "slower than the pipeline's generation alone: **not met** for that path, which does more work.")
+    d = res.get("attention_diagnostic")
+    if d:
+        verdict = "met" if d["sdpa_vs_leanfit"] <= 1.1 else "not met"
+        out.append(f"- A separate, later MiniLM run (attention check, same rows and batch): plain transformers with "
+                   f"SDPA {d['transformers_sdpa']['rows_per_s']:.1f}, with eager attention "
+                   f"{d['transformers_eager']['rows_per_s']:.1f}, leanfit {d['leanfit']['rows_per_s']:.1f} rows/s: "
+                   f"{d['sdpa_vs_leanfit']:.2f}× vs SDPA (**{verdict}** in that run), {d['eager_vs_leanfit']:.2f}× vs "
+                   "eager. The two runs disagree: the MiniLM throughput goal is not reliably met on this box.")
     fp32 = [p for p in res["parity"] if "error" not in p and "int8" not in p["method"]]
     worst = max((p["max_abs_diff_export"] for p in fp32), default=math.nan)
     out.append(f"- Export parity within 1e-5 (fp32; GPTQ exported as its dequantized weights): "
