@@ -51,15 +51,29 @@ class Estimate:
 
 
 class _StepTimer(Callback):
+    """Step times on the Trainer's own clock (the run's ``wall_time_s``): the FLOP/activation metering of a new
+    batch shape runs with that clock paused, so it is left out here too (timing around the whole step counted
+    it, doubling SmolLM2's dynamically padded steps)."""
+
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t = 0.0
+        self.marks: list[float] = []  # the clock at the end of each step (0 before the first)
+        self._t0 = 0.0
+        self.setup_s = 0.0  # fit start → first step: a head-only run's frozen-feature cache is built here
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._t0 = time.perf_counter()
 
     def before_step(self, state: TrainState) -> None:
-        self._t = time.perf_counter()
+        if not self.marks:
+            self.setup_s = time.perf_counter() - self._t0
+        self.marks.append(state.wall_time)
 
-    def after_step(self, state: TrainState) -> None:
-        self.times.append(time.perf_counter() - self._t)
+    def finish(self, state: TrainState) -> None:
+        self.marks.append(state.wall_time)
+
+    @property
+    def times(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
 
 def machine_memory() -> int:
@@ -77,6 +91,7 @@ def estimate(recipe: Recipe, timed_steps: int = 3, memory_gib: float | None = No
     probe = Trainer(run.task, run.model, run.optimizer, _probe_schedule(sch, timed_steps), [timer], recipe.seed,
                     evaluate=False, measure_memory=False)
     s = probe.fit()
+    timer.finish(s)
     rows_per_step = sch.batch_size * sch.grad_accum
     n = run.task.n_train
     planned = sch.max_steps or sch.epochs * math.ceil(n / rows_per_step)
@@ -85,12 +100,13 @@ def estimate(recipe: Recipe, timed_steps: int = 3, memory_gib: float | None = No
     grads = param_bytes(run.model, trainable_only=True) * (not probe.forward_passes)
     memory = param_bytes(run.model) + grads + state + probe.activation_bytes
     step_time = statistics.median(timer.times[1:] or timer.times)  # the first step warms caches up
+    setup = timer.setup_s if s.cache_flops else 0.0  # the feature cache covers the whole train split: built once
     limit = int(memory_gib * GIB) if memory_gib else machine_memory()
     if run.callbacks and recipe.data:
         notes.append(f"data selector {recipe.data.name!r}: its scoring passes are not in this estimate")
     return Estimate(recipe.label, run.task.name, trainable, total, state, param_bytes(run.model), grads,
                     probe.activation_bytes, memory, per_step, planned, total_flops,
-                    step_time, step_time * planned, limit, memory <= limit, notes)
+                    step_time, setup + step_time * planned, limit, memory <= limit, notes)
 
 
 def _probe_schedule(sch, steps: int):

@@ -153,7 +153,7 @@ def packed_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[s
     for name, m in model.named_modules():
         if isinstance(m, QLinear):
             pre = f"{name}." if name else ""
-            for k in [k for k in sd if k.startswith(pre) and k[len(pre):].startswith("weight_")]:
+            for k in [k for k in sd if k.startswith(pre)]:  # packed params, output scale and zero_point
                 del sd[k]
             sd[pre + "weight"] = m.weight().dequantize().contiguous()
             if m.bias() is not None:

@@ -34,3 +34,32 @@ def test_memory_verdict_follows_the_limit():
     assert estimate(r, 1, memory_gib=64).fits
     tiny = estimate(r, 1, memory_gib=1e-6)
     assert not tiny.fits and tiny.memory_limit_bytes == 1073
+
+
+def test_forecast_includes_the_feature_cache_build():
+    """A head-only run builds its frozen-feature cache before the first step, inside its wall time: the forecast
+    adds that build (it used to be step time × steps only, ~99% under the run for MiniLM head-only)."""
+    r = Recipe.from_dict(CASES[1])
+    e = estimate(r, timed_steps=2)
+    assert e.flops_per_step > 0 and e.wall_time_s > e.step_time_s * e.planned_steps
+    full = estimate(Recipe.from_dict(CASES[0]), timed_steps=2)
+    assert full.wall_time_s == full.step_time_s * full.planned_steps
+
+
+def test_step_time_is_on_the_runs_clock_without_metering(monkeypatch):
+    """The run's clock is paused while a new batch shape is metered (FLOPs, saved activations); the estimate's step
+    time used to include that metering, doubling SmolLM2's dynamically padded steps. Metering made artificially
+    slow (1 s per call) must not show in the step time of a millisecond MLP step."""
+    import time
+
+    from leanfit.engine.metering import StepMeter
+
+    real = StepMeter.flops
+
+    def slow(self, batch):
+        time.sleep(1.0)
+        return real(self, batch)
+
+    monkeypatch.setattr(StepMeter, "flops", slow)
+    e = estimate(Recipe.from_dict(CASES[0]), timed_steps=3)
+    assert e.step_time_s < 1.0

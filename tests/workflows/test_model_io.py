@@ -110,3 +110,17 @@ def test_lm_saves_loads_and_exports_to_automodelforcausallm(tmp_path, adapter, c
     """)
     assert torch.allclose(torch.tensor(got), ref, atol=1e-5)
     assert "generation" in saved.predict(["12+34="])[0]
+
+
+def test_int8_lm_saves_dequantized_and_loads(tmp_path):
+    """Dynamically int8-quantized Linear layers are written as their dequantized weights only: their output
+    ``scale`` / ``zero_point`` entries used to be written too, so loading the folder failed ("unexpected keys")."""
+    r, run = trained(LM, "full", ["int8"])
+    ids = torch.tensor([[13, 20, 21, 22, 23, 24, 25]])
+    with torch.no_grad():
+        ref = run.model.eval()(input_ids=ids).logits
+    folder = save(tmp_path / "m", run.model, run.task, r, run.adapter, r.recipe)
+    with torch.no_grad():
+        got = load(folder).saved.model(input_ids=ids).logits
+    # float weights = the int8 codes × scale; the int8 model also quantizes activations at run time
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
