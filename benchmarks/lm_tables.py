@@ -77,7 +77,8 @@ def levers_table(lv: dict) -> list[str]:
                    "step time (median)"], rows) + [
         "", f"Ratio of saved activations off/on: {lv['activation_ratio']:.1f}x metered, "
             f"{lv['activation_ratio_with_block_inputs']:.1f}x counting the block inputs checkpointing keeps; "
-            f"step time on/off: {lv['step_time_ratio']:.3f}x."]
+            f"step time on/off: {lv['step_time_ratio']:.3f}x (per round: "
+            + ", ".join(f"{x:.3f}" for x in lv.get("step_time_ratio_per_round", [])) + ")."]
 
 
 MEM_NAMES = {"infer": "inference (3 forwards, no grad)", "mezo": "MeZO (3 steps, leanfit Trainer)",
@@ -207,6 +208,9 @@ def readme_section(doc: dict) -> str:
     out += _table(["method", "test exact match", "test rank acc.", "trainable params", "peak RSS", "step time",
                    "precision"], rows)
     out += ["", "Targets of issue 12:", ""] + targets_table(res.get("targets", {}))
+    out += ["", "Run cut to fit a time budget on an oversubscribed 2-core machine (fewer steps, no LR sweeps, "
+            "2 timing rounds); step-time ratios were disturbed by load changes. The cuts, the reasons for each "
+            f"status and the {len(res.get('not_run') or [])} units not run (time) are in [docs/lm.md](docs/lm.md)."]
     return "\n".join(out) + "\n"
 
 
