@@ -1131,12 +1131,11 @@ def plot() -> None:
     ax = axes[0][1]
     comp = tabs.get("compress", [])
     for c in comp:
-        ax.scatter(c["file_bytes"] / 2**20, c["text_perplexity"], c="#2980b9")
-        ax.annotate(c["config"], (c["file_bytes"] / 2**20, c["text_perplexity"]), fontsize=7, xytext=(3, 3),
+        ax.scatter(c["file_bytes"] / 2**20, c["test_perplexity"], c="#2980b9")
+        ax.annotate(c["config"], (c["file_bytes"] / 2**20, c["test_perplexity"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("file size (MiB, safetensors)")
-    ax.set_ylabel("BBC text perplexity (64-token windows, test)")
-    ax.set_yscale("log")
+    ax.set_ylabel("perplexity of the test completions (topic word + EOS)")
     ax.set_title("compression of the topic fine-tune", fontsize=9)
     ax.grid(alpha=0.3)
     ax = axes[1][0]
