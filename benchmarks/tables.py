@@ -564,6 +564,44 @@ def overhead_table() -> str:
     ])
 
 
+def _sibling(name: str) -> Any:
+    """Another benchmark module of this folder (its own table code: one copy of each rendering rule)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parent / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.pop(0)
+    return mod
+
+
+@register("lm", "lm.json")
+def lm_headline_table() -> str:
+    """The topic rows of the LM benchmark (numbers as stored: test metrics, params, peak RSS, train time)."""
+    lt = _sibling("lm_tables")
+    rows = [[r["method"], lt._pct(r["test"].get("accuracy")), lt._pct(r["test"].get("rank_accuracy")), lt._params(r),
+             lt._mib(r["peak_rss_bytes"]), f"{r['wall_time_s']:.0f} s" if r["steps"] else "–", str(r["steps"] or "–"),
+             r.get("precision", "–") if r["steps"] else "–"]
+            for r in load("lm.json")["results"].get("tables", {}).get("main", {}).get("topic", [])]
+    return table(["method", "test exact match", "test rank acc.", "trainable params", "peak RSS", "train time",
+                  "steps", "precision"], rows)
+
+
+@register("lm-targets", "lm.json")
+def lm_targets_table() -> str:
+    data = load("lm.json")
+    return "\n".join(_sibling("lm_tables").targets_table(data["results"].get("targets", {})))
+
+
+@register("speed", "speed.json")
+def speed_table() -> str:
+    lines = _sibling("speed").render_table(load("speed.json")).split("\n")
+    return "\n".join(line for line in lines if line.startswith("|"))
+
+
 def main(argv: list[str]) -> int:
     if "--write" in argv:
         changed = write()

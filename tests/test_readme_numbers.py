@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("## Methods and what they did here", "## Searching, and scaling out", "## Harness overhead and speed")
+SECTIONS = ("## Methods and what they did here", "## Language models", "## Searching, and scaling out",
+            "## Harness overhead and speed")
 MARKER = re.compile(r"<!-- table:(?P<name>[\w-]+) sources:(?P<sources>[\w.,-]+) -->")
 # a number as tables print it: sign (ASCII or U+2212), digits with thousands commas, decimals, exponent, suffix
 NUMBER = re.compile(r"(?<![\w.])(?P<sign>[−+-]?)(?P<int>\d[\d,]*)(?P<frac>\.\d+)?(?P<exp>e[+−-]?\d+)?"
@@ -68,6 +69,7 @@ def numbers_in(cell: str) -> list[tuple[float, float, float]]:
     cell = re.sub(r"`[^`]*`", lambda m: re.sub(r"\d", "", m.group(0)), cell)  # code names (`share_lora`) hold no data
     cell = re.sub(r"\[[^\]]*\]\([^)]*\)", "", cell)  # links
     cell = THRESHOLD.sub("", cell)
+    cell = re.sub(r"(\d) (KiB|MiB|GiB)\b", r"\1\2", cell)  # "2,374 MiB" as "2,374MiB"
     out = []
     for m in NUMBER.finditer(cell):
         digits = m["int"].replace(",", "") + (m["frac"] or "")
@@ -112,7 +114,7 @@ def found(value: float, half: float, mult: float, pool: list[float]) -> bool:
     import bisect
 
     tol = half * (1 + 1e-9) + 1e-12
-    for scale in SCALES:
+    for scale in SCALES + ((mult,) if mult != 1.0 else ()):  # a unit may also be the JSON's own (peak_rss_mib)
         target = value * mult / scale  # the JSON value that would be shown as `value`
         width = tol * mult / scale
         i = bisect.bisect_left(pool, target - width)
