@@ -66,6 +66,7 @@ def test_range_test_on_a_quadratic_follows_the_closed_form(monkeypatch):
     mod = types.ModuleType("lrfind_quadratic_task")
     mod.quadratic = _quadratic
     monkeypatch.setitem(sys.modules, "lrfind_quadratic_task", mod)
+    monkeypatch.setenv("LEANFIT_ALLOW_CODE", "1")  # the task is named as module:function: opt in explicitly
     r = Recipe.from_dict({"task": {"name": "lrfind_quadratic_task:quadratic", "curvature": a}, "adapter": "full",
                           "optimizer": {"name": "sgd", "momentum": 0.0}, "schedule": {"batch_size": 32}})
     res = lr_range_test(r, lr_min=lr_min, lr_max=lr_max, steps=steps, beta=beta)
