@@ -176,3 +176,15 @@ def test_a_packed_run_trains_on_fewer_padded_tokens():
     pad = {k: r.costs["padded_tokens_seen"] - r.costs["tokens_seen"] for k, r in (("plain", plain), ("packed", packed))}
     assert pad["packed"] < 0.25 * pad["plain"]
     assert packed.costs["train_flops"] < plain.costs["train_flops"]
+
+
+def test_one_token_choices_are_ranked_in_one_pass_exactly_like_one_forward_per_choice(arith):
+    """Single-token choices: one forward per prompt gives the same ranking as the per-(prompt, choice) path."""
+    model = arith.build_model(0).eval()
+    prompts = arith.generation["validation"].prompts
+    choices = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+    assert all(len(arith.tokenizer(c, add_special_tokens=False).input_ids) == 1 for c in choices)
+    with torch.no_grad():
+        fast = rank_choices(model, arith.tokenizer, prompts, choices, batch_size=4)
+        slow = rank_choices(model, arith.tokenizer, prompts, choices, batch_size=4, one_pass=False)
+    assert torch.equal(fast, slow) and len(set(fast.tolist())) > 1
