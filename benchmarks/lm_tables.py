@@ -130,13 +130,14 @@ def _status(met: bool | None) -> str:
 
 def targets_table(tg: dict) -> list[str]:
     rows = []
-    x = tg.get("lora_within_2_points_of_full_topic")
-    rows.append(["LoRA r=8 within 2 points of full FT (topic test), <1% trainable params",
-                 f"full {_pct(x['full_test_accuracy'])}, LoRA {_pct(x['lora_test_accuracy'])}: full − LoRA = "
-                 f"{x['gap_points']:+.1f} points; LoRA trains {x['lora_trainable_percent']:.2f}%" if x else "–",
-                 _status(x["met"] if x else None) + (
-                     f" (accuracy: {'met' if x['accuracy_met'] else 'not met'}; <1% params: "
-                     f"{'met' if x['params_met'] else 'not met'})" if x else "")])
+    for key, what in (("lora", "LoRA r=8 (all 7 projections)"), ("lora_qv", "LoRA r=8 on q,v only")):
+        x = tg.get(f"{key}_within_2_points_of_full_topic")
+        rows.append([f"{what} within 2 points of full FT (topic test), <1% trainable params",
+                     f"full {_pct(x['full_test_accuracy'])}, LoRA {_pct(x['lora_test_accuracy'])}: full − LoRA = "
+                     f"{x['gap_points']:+.1f} points; LoRA trains {x['lora_trainable_percent']:.2f}%" if x else "–",
+                     _status(x["met"] if x else None) + (
+                         f" (accuracy: {'met' if x['accuracy_met'] else 'not met'}; <1% params: "
+                         f"{'met' if x['params_met'] else 'not met'})" if x else "")])
     x = tg.get("gptq4_ppl_increase_le_half_rtn4")
     rows.append(["GPTQ 4-bit perplexity increase ≤ ½ RTN 4-bit's",
                  f"completions: GPTQ {x['gptq4_increase']:+.3f} vs RTN {x['rtn4_increase']:+.3f}; BBC text: "
