@@ -485,6 +485,9 @@ def main() -> None:
     ap.add_argument("--diagnose-attention", action="store_true",
                     help="add the eager-vs-SDPA MiniLM timing to an existing results/models.json")
     ap.add_argument("--only", default="", help="comma-separated task names (debugging)")
+    ap.add_argument("--smollm2-throughput", action="store_true",
+                    help="re-measure only SmolLM2's predict throughput (fresh LoRA fine-tune, same schedule) into an "
+                         "existing results/models.json")
     args = ap.parse_args()
     ONLY.extend(x for x in args.only.split(",") if x)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -492,6 +495,27 @@ def main() -> None:
 
     if args.tables:
         render_doc(json.loads((RESULTS / "models.json").read_text()))
+        return
+    if args.smollm2_throughput:  # replaces throughput.smollm2 of an existing results file
+        import torch
+
+        from leanfit import Recipe
+        from leanfit.engine.run import train_recipe
+        from leanfit.workflows.model_io import save
+
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        data = json.loads((RESULTS / "models.json").read_text())
+        schedule = next(s for t, s, _ in TASKS if t is SMOL)
+        with tempfile.TemporaryDirectory() as tmp:
+            res, run = train_recipe(Recipe.from_dict(recipe_dict(SMOL, schedule, {"name": "lora", "r": 4}, "adamw")))
+            folder = save(Path(tmp) / "smol-lora", run.model, run.task, res, run.adapter, res.recipe)
+            del run
+            gc.collect()
+            data["results"]["throughput"]["smollm2"] = smollm2_throughput(folder, Path(tmp), args.rounds)
+        data["run"]["smollm2_throughput_remeasured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        p = write("models", data["run"], data["results"])
+        render_doc(json.loads(p.read_text()))
         return
     if args.diagnose_attention:  # added to an existing results file
         import torch

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def merge(
         spec: Path = typer.Argument(..., help="merge.yaml: method, params, base, task, models [{checkpoint, task}], "
-                                    "per_task_heads, output. See docs/merge.md."),
+                                    "per_task_heads, output, save. See docs/merge.md."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
         allow_code: bool = ALLOW_CODE,
     ) -> None:
@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         data = load_mapping(spec)
         check_writable(json_out, "--json")
         check_writable(data.get("output"), "output")
+        if data.get("save"):
+            from ..workflows.model_io import check_writable as check_folder
+
+            check_folder(data["save"])
         con = Console()
         with con.status("merging / evaluating ..."):
             res = run_merge(data)
@@ -43,6 +47,8 @@ def register(app: typer.Typer) -> None:
         con.print(t)
         if res["output"]:
             con.print(f"merged weights written to {res['output']}")
+        for folder in res.get("save") or []:
+            con.print(f"merged model saved to {folder} (use it with leanfit predict / evaluate / export)")
         if json_out:
             json_out.write_text(json.dumps(res, indent=1))
 

@@ -13,7 +13,9 @@ merge.yaml::
       - {checkpoint: b.safetensors, task: mnist1d-cnn}
       - runs/c/                  # a folder from `leanfit run --save`: its task comes from its manifest
     per_task_heads: false        # true: merge everything but the heads; each task keeps its own model's head
-    output: merged.safetensors   # optional
+    output: merged.safetensors   # optional: the merged weights as one safetensors file
+    save: merged/                # optional: model folder(s) like `leanfit run --save` writes, for predict/export;
+                                 # with per-task heads one folder per task, save/<task>/, merged encoder + its head
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..methods.merge.arithmetic import diagonal_fisher
 from ..methods.merge.rebasin import align, barrier, evaluate_sd, interpolation_curve
 from .weights import read_safetensors
 
-KNOWN = {"method", "params", "base", "task", "task_params", "models", "per_task_heads", "output", "n_fisher"}
+KNOWN = {"method", "params", "base", "task", "task_params", "models", "per_task_heads", "output", "save", "n_fisher"}
 
 
 def load_weights(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -80,6 +82,10 @@ def run_merge(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"base must be given for method {entry.name!r} (it merges task vectors θ_t − θ_base), but "
                           f"got none. Fix: add 'base: pretrained.safetensors' (or 'base: pretrained' for the task's "
                           f"pre-trained model), or use method linear/fisher/rebasin.")
+    if spec.get("save"):  # before any loading or merging: a bad folder must not cost the merge
+        from .model_io import check_writable
+
+        check_writable(spec["save"])
     entries, tasks = _load_models(spec)
     base = _load_base(spec.get("base"), tasks[entries[0]["task_key"]])
     per_head = spec.get("per_task_heads", len(tasks) > 1)
@@ -97,8 +103,39 @@ def run_merge(spec: Mapping[str, Any]) -> dict[str, Any]:
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in merged.items()}, str(spec["output"]))
-    return {"method": entry.name, "params": spec.get("params") or {}, "per_task_heads": bool(per_head),
-            "models": rows, "output": spec.get("output")}
+    out = {"method": entry.name, "params": spec.get("params") or {}, "per_task_heads": bool(per_head),
+           "models": rows, "output": spec.get("output")}
+    if spec.get("save"):
+        out["save"] = [str(f) for f in _save_folders(Path(spec["save"]), out, entries, tasks, merged, per_head)]
+    return out
+
+
+def _save_folders(folder: Path, report: Mapping[str, Any], entries: list[dict[str, Any]], tasks: Mapping[tuple, Any],
+                  merged: Mapping[str, torch.Tensor], per_head: bool) -> list[Path]:
+    """The merged model as model folders: one (``folder``) when the heads are merged too, else one per model's task
+    (``folder/<task>``, ``-2``… when two models share a task): the merged body with that model's own head. Each
+    manifest carries the merged model's validation and test accuracy and what was merged."""
+    from ..engine.result import RunResult
+    from .model_io import save
+
+    done, names = [], set()
+    for e, row in zip(entries if per_head else entries[:1], report["models"]):
+        task = tasks[e["task_key"]]
+        sd = {**merged, **{k: v for k, v in e["sd"].items() if is_head(k, task.head)}} if per_head else merged
+        model = task.build_model(0)
+        model.load_state_dict(sd)
+        name = task.name
+        while per_head and name in names:
+            name = f"{task.name}-{len(names) + 1}"
+        names.add(name)
+        recipe = {"task": e["task_spec"], "name": f"merge-{report['method']}"}
+        res = RunResult(recipe=recipe, recipe_id=f"merge-{report['method']}", task=task.name,
+                        metrics={"accuracy": row["validation_merged_accuracy"]},
+                        test_metrics={"accuracy": row["merged_accuracy"]},
+                        extra={"merge": {"method": report["method"], "params": report["params"],
+                                         "models": [x["checkpoint"] for x in entries]}})
+        done.append(save(folder / name if per_head else folder, model.eval(), task, res, None, recipe))
+    return done
 
 
 def _load_base(base: Any, task: Any) -> dict[str, torch.Tensor] | None:
@@ -130,7 +167,8 @@ def _load_models(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[tu
             tasks[key] = build_task(tname, **tparams)
         sd = sd if sd is not None else load_weights(m["checkpoint"], what)
         _task_model(tasks[key], sd, what)
-        entries.append({"checkpoint": str(m["checkpoint"]), "task_key": key, "sd": sd})
+        entries.append({"checkpoint": str(m["checkpoint"]), "task_key": key, "sd": sd,
+                        "task_spec": {"name": tname, **tparams}})
     return entries, tasks
 
 

@@ -116,7 +116,8 @@ def _manifest(task: Any, kind: str, result: RunResult | None, recipe: dict | Non
     if result is not None:
         m.update(validation=result.metrics, test=result.test_metrics, costs=result.costs, flags=result.flags,
                  data_hash=result.data_hash, recipe_id=result.recipe_id, status=result.status,
-                 best_checkpoint=result.extra.get("best_checkpoint"), compress=result.extra.get("compress"))
+                 best_checkpoint=result.extra.get("best_checkpoint"), compress=result.extra.get("compress"),
+                 merge=result.extra.get("merge"))
     return m
 
 
@@ -312,6 +313,9 @@ def model_card(m: dict) -> str:
         lines += ["| cost | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in m["costs"].items()] + [""]
     if m.get("flags"):
         lines += [f"Flags: {', '.join(m['flags'])}", ""]
+    if m.get("merge"):
+        mg = m["merge"]
+        lines += [f"Merged with `{mg['method']}` {mg.get('params') or ''} from: {', '.join(mg['models'])}", ""]
     lines += ["Load it with `leanfit.load(DIR)`, predict with `leanfit predict DIR --text ...`, and export a plain "
               "Hugging Face folder with `leanfit export DIR --to hf OUT`.", ""]
     return "\n".join(lines)

@@ -155,3 +155,27 @@ def test_barrier_command(ckpts, tmp_path):
     assert res["naive"]["loss_barrier"] > 0.3 and res["aligned"]["loss_barrier"] < 0.5 * res["naive"]["loss_barrier"]
     with pytest.raises(ConfigError, match="odd integer"):
         run_barrier(str(ckpts / "ft1.safetensors"), str(ckpts / "other.safetensors"), "digits-mlp", TP, 4)
+
+
+def test_merge_cli_saves_a_model_folder_and_refuses_a_used_one_before_merging(ckpts, tmp_path):
+    """``save:`` writes a model folder holding exactly the merged weights (loadable by leanfit.load); a non-empty
+    folder is refused with a named error before anything is loaded or merged."""
+    import yaml
+
+    from leanfit.workflows.model_io import load
+
+    y = tmp_path / "merge.yaml"
+    y.write_text(yaml.safe_dump(spec(ckpts, output=str(tmp_path / "m.safetensors"), save=str(tmp_path / "m"))))
+    r = CliRunner().invoke(app, ["merge", str(y)])
+    assert r.exit_code == 0, r.output
+    assert "merged model saved to" in r.output
+    written, saved = _load(tmp_path / "m.safetensors"), load(tmp_path / "m").model.state_dict()
+    assert set(saved) == set(written) and all(torch.equal(saved[k], written[k]) for k in written)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "x.txt").write_text("keep me")
+    y.write_text(yaml.safe_dump(spec(ckpts, save=str(used))))
+    r = CliRunner().invoke(app, ["merge", str(y)])
+    # a ConfigError: `leanfit` turns it into one `error:` line and exit 2 (tests/cli/test_exit_codes.py)
+    assert isinstance(r.exception, ConfigError) and "is not empty" in str(r.exception)
+    assert (used / "x.txt").read_text() == "keep me"

@@ -67,3 +67,41 @@ def test_a_separate_adapter_loads_back_and_merge_refuses_it_with_a_named_error(t
     assert torch.allclose(got, want, atol=1e-5)
     with pytest.raises(ConfigError, match="keeps its adapter separate"):
         run_merge({"method": "linear", "models": [str(sep), str(sep)]})
+
+
+def test_merge_writes_one_model_folder_per_task_that_loads_and_exports_with_parity(folders):
+    """``save:`` (issue 15): with per-task heads, save/<task>/ per task holding the merged weights (+ that task's
+    head); each folder loads to exactly the merged model, its manifest carries the merged scores, and its Hugging
+    Face export gives the same logits in a fresh process."""
+    from safetensors.torch import load_file
+
+    from leanfit.workflows.export import export_hf
+
+    from .test_model_io import fresh
+
+    a, b, tmp = folders
+    out = run_merge({"method": "task_arithmetic", "params": {"lam": 0.7}, "base": "pretrained",
+                     "models": [str(a), str(b)], "output": str(tmp / "ta.safetensors"), "save": str(tmp / "ta")})
+    assert [p.split("/")[-1] for p in out["save"]] == ["lm-arithmetic", "lm-bbc-text"]
+    merged = load_file(str(tmp / "ta.safetensors"))
+    ids = torch.tensor([[13, 20, 21, 22, 23, 24, 25]])
+    for folder, row in zip(out["save"], out["models"]):
+        saved = load(folder)
+        assert saved.manifest["test"] == {"accuracy": row["merged_accuracy"]}
+        assert saved.manifest["merge"]["method"] == "task_arithmetic"
+        ref = build_task(row["task"], **TINY).build_model(0)
+        ref.load_state_dict({**ref.state_dict(), **merged})
+        with torch.no_grad():
+            want = ref.eval()(input_ids=ids).logits
+            assert torch.equal(saved.model(input_ids=ids).logits, want)
+    hf = export_hf(out["save"][0], tmp / "ta-hf")
+    got = fresh(f"""
+        import json, torch
+        from transformers import AutoModelForCausalLM
+        m = AutoModelForCausalLM.from_pretrained({str(hf)!r}, attn_implementation="eager").eval()
+        with torch.no_grad():
+            print(json.dumps(m(input_ids=torch.tensor({ids.tolist()!r})).logits.tolist()))
+    """)
+    ref = load(out["save"][0]).model
+    with torch.no_grad():
+        assert torch.allclose(torch.tensor(got), ref(input_ids=ids).logits, atol=1e-5)

@@ -124,3 +124,35 @@ def test_int8_lm_saves_dequantized_and_loads(tmp_path):
         got = load(folder).saved.model(input_ids=ids).logits
     # float weights = the int8 codes × scale; the int8 model also quantizes activations at run time
     assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_merged_text_classifiers_save_a_folder_that_loads_and_exports_with_parity(tmp_path):
+    """Parity after merging (issue 15): two saved MiniLM fine-tunes of one task, averaged (`linear`, heads
+    included) into one folder by ``save:``; the folder's logits are the merged weights' logits, and its
+    sentence-transformers export gives them too, in a fresh process."""
+    from safetensors.torch import load_file
+
+    from leanfit.workflows.merge import run_merge
+
+    folders = []
+    for i, adapter in enumerate([{"name": "lora", "r": 4}, "head_only"]):
+        r, run = trained(BERT, adapter)
+        folders.append(str(save(tmp_path / f"m{i}", run.model, run.task, r, run.adapter, r.recipe)))
+    out = run_merge({"method": "linear", "models": folders, "output": str(tmp_path / "avg.safetensors"),
+                     "save": str(tmp_path / "avg")})
+    assert out["save"] == [str(tmp_path / "avg")] and not out["per_task_heads"]
+    ref = run.task.build_model(0)
+    ref.load_state_dict(load_file(str(tmp_path / "avg.safetensors")))
+    ref_run = type("R", (), {"task": run.task, "model": ref, "adapter": None})
+    want = in_process_logits(ref_run, TEXTS)
+    p = load(out["save"][0])
+    assert torch.allclose(p.logits(TEXTS), want, atol=1e-5)
+    assert p.saved.manifest["test"] == {"accuracy": out["models"][0]["merged_accuracy"]}
+    hf = export_hf(out["save"][0], tmp_path / "hf")
+    got = fresh(f"""
+        import json
+        from sentence_transformers import SentenceTransformer
+        m = SentenceTransformer({str(hf)!r}, device="cpu", local_files_only=True)
+        print(json.dumps(m.encode({TEXTS!r}, convert_to_tensor=True).tolist()))
+    """)
+    assert torch.allclose(torch.tensor(got), want, atol=1e-5)
