@@ -218,19 +218,6 @@ def adapters_table() -> str:
                  out)
 
 
-@register("adapters-old-protocol", "adapters.json")
-def adapters_old_table() -> str:
-    """The pre-issue-13 adapters.json (eval split = test split; not yet rerun): shown only under an explicit
-    old-protocol label. Once benchmarks/adapters.py is rerun, use the "adapters" table instead."""
-    rows = load("adapters.json")["results"]["minilm-bbc"]
-    out = []
-    for n, r in sorted(rows.items(), key=lambda kv: kv[1]["trainable_params"]):
-        out.append([_adapter_name(n), pm(r["accuracy_mean"], r["accuracy_std"]), ints(r["trainable_params"]),
-                    num(r["step_time_vs_peft_lora"])])
-    return table(["method", "accuracy % on the test split (old protocol)", "trainable params",
-                  "step time × peft LoRA"], out)
-
-
 def _adapters_full(task: str) -> str:
     rows = load("adapters.json")["results"][task]
     out = []
