@@ -90,6 +90,7 @@ def estimate(recipe: Recipe, timed_steps: int = 3, memory_gib: float | None = No
     timer = _StepTimer()
     probe = Trainer(run.task, run.model, run.optimizer, _probe_schedule(sch, timed_steps), [timer], recipe.seed,
                     evaluate=False, measure_memory=False)
+    probe.prefill_cache = True  # a full run caches every train row (on first use): timed apart from the steps
     s = probe.fit()
     timer.finish(s)
     rows_per_step = sch.batch_size * sch.grad_accum
@@ -103,7 +104,9 @@ def estimate(recipe: Recipe, timed_steps: int = 3, memory_gib: float | None = No
     setup = timer.setup_s if s.cache_flops else 0.0  # the feature cache covers the whole train split: built once
     limit = int(memory_gib * GIB) if memory_gib else machine_memory()
     if run.callbacks and recipe.data:
-        notes.append(f"data selector {recipe.data.name!r}: its scoring passes are not in this estimate")
+        notes.append(f"data selector {recipe.data.name!r}: its scoring passes are not in this estimate"
+                     + (" and the frozen-feature cache is counted for every train row (a run caches only the rows "
+                        "it trains on)" if s.cache_flops else ""))
     return Estimate(recipe.label, run.task.name, trainable, total, state, param_bytes(run.model), grads,
                     probe.activation_bytes, memory, per_step, planned, total_flops,
                     step_time, setup + step_time * planned, limit, memory <= limit, notes)

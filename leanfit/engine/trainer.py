@@ -60,6 +60,7 @@ class Trainer:
         self.meter = StepMeter(model, optimizer, self._loss, self.forward_passes, self.closure_step, self.loss_step)
         self._forward = task.forward  # the training forward (the head on cached features when head-only)
         self._cache: FeatureCache | None = None
+        self.prefill_cache = False  # head-only: cache every train row before step 1 (estimate), not on first use
         self._frozen_head: nn.Module | None = None  # head-only runs: the head (the rest is a frozen prefix)
         self._mode_dirty = True  # re-apply train/eval modes before the next step (evals reset them)
         self._fit_done = False  # after fit, schedule-free optimizers leave the evaluated weights in the model
@@ -118,6 +119,10 @@ class Trainer:
         """One optimizer step over the rows ``idx`` ({inputs..., labels, index} batches; ``grad_accum``
         micro-batches of ``batch_size`` rows), with its hooks, costs and scheduled eval."""
         s, sch = self.state, self.schedule
+        if self._cache is not None:  # rows seen for the first time: their frozen features, charged to the run
+            self._cache.ensure("train", idx)
+            new = self._cache.split_flops.get("train", 0.0) - s.cache_flops
+            s.flops, s.cache_flops = s.flops + new, s.cache_flops + new
         micro = [self._to_device(self.task.batch("train", m)) for m in idx.split(sch.batch_size)]
         s.batch = micro[0]
         self._emit("before_step")
@@ -155,12 +160,12 @@ class Trainer:
             return
         self._frozen_head = head
         if mode == "cache":
-            self._cache = try_cache(s.model, self.task, self._to_device)
+            self._cache = try_cache(s.model, self.task, self._to_device, prefill=self.prefill_cache)
             if self._cache is None:
                 self._frozen_head = None
                 return
-            s.flops += self._cache.flops
-            s.cache_flops = self._cache.flops
+            s.cache_flops = self._cache.split_flops.get("train", 0.0)
+            s.flops += s.cache_flops
             self._forward = self._cache.forward("train")
 
     def _train_step(self, s: TrainState, micro: list[TensorDict]) -> int:
