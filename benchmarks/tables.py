@@ -194,6 +194,18 @@ def optim_lora_table() -> str:
                  rows)
 
 
+@register("optim-full", "optim_minilm-bbc.json")
+def optim_full_table() -> str:
+    """The one-run-per-optimizer full fine-tune of MiniLM: memory and step time (one LR each, nothing chosen)."""
+    summ = load("optim_minilm-bbc.json")["results"]["summary"]
+    rows = [[OPT_LABEL.get(o, o), lr(s["best_params"]["lr"]), pct(s["final_val_accuracy_mean"]),
+             pct(s["test_accuracy_mean"]), f"{s['optimizer_state_bytes'] / 2**20:,.1f} MiB",
+             f"{s['train_memory_bytes'] / 2**20:,.0f} MiB", sci(s["train_flops_median"]),
+             f"{s['median_time_per_step_s']:.2f} s"] for o, s in summ.items()]
+    return table(["optimizer", "LR (fixed)", "validation acc. %", "test acc. %", "optimizer state",
+                  "train memory (metered)", "train FLOPs", "median step time"], rows)
+
+
 ADAPTER_LABEL = {"head_only": "head-only", "full": "full fine-tune", "lora": "`lora` r=8"}
 OURS = {"lora_xs", "nola", "share_lora", "ssf", "bitfit", "houlsby", "compacter", "ether", "ether_plus"}
 
