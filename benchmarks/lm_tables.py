@@ -193,28 +193,6 @@ def render(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def readme_section(doc: dict) -> str:
-    """The README's short LM section: the topic headline table and the targets' status."""
-    res, tabs = doc["results"], doc["results"].get("tables", {})
-    rows = []
-    for r in tabs.get("main", {}).get("topic", []):
-        step = f"{r['wall_time_s'] / r['steps']:.1f} s" if r["steps"] and r["wall_time_s"] else "–"
-        rows.append([r["method"], _pct(r["test"].get("accuracy")), _pct(r["test"].get("rank_accuracy")), _params(r),
-                     _mib(r["peak_rss_bytes"]), step, r.get("precision", "–") if r["steps"] else "–"])
-    out = ["### Language models: SmolLM2-135M-Instruct ([docs/lm.md](docs/lm.md))", "",
-           f"lm-bbc-topic, test set, one seed, {doc['run']['steps']['topic']} optimizer steps of batch 8 (MeZO "
-           f"{doc['run']['mezo_steps_factor']}x as many), "
-           "one CPU thread on a shared machine; the weights are the Q4_1 GGUF dequantized, so absolute quality is "
-           "below the original SmolLM2's.", ""]
-    out += _table(["method", "test exact match", "test rank acc.", "trainable params", "peak RSS", "step time",
-                   "precision"], rows)
-    out += ["", "Targets of issue 12:", ""] + targets_table(res.get("targets", {}))
-    out += ["", "Run cut to fit a time budget on an oversubscribed 2-core machine (fewer steps, no LR sweeps, "
-            "2 timing rounds); step-time ratios were disturbed by load changes. The cuts, the reasons for each "
-            f"status and the {len(res.get('not_run') or [])} units not run (time) are in [docs/lm.md](docs/lm.md)."]
-    return "\n".join(out) + "\n"
-
-
 def splice(text: str, tables: str) -> str:
     """``text`` with everything between the markers replaced by ``tables``."""
     a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
@@ -229,6 +207,5 @@ def write_doc(results: Path = RESULTS, doc: Path = DOC) -> bool:
     if not (results.exists() and doc.exists() and BEGIN in doc.read_text()):
         return False
     data = json.loads(results.read_text())
-    doc.write_text(splice(doc.read_text(), render(data)))
-    (doc.parents[1] / "README_LM_SECTION.md").write_text(readme_section(data))
+    doc.write_text(splice(doc.read_text(), render(data)))  # the README's LM tables: benchmarks/tables.py
     return True
